@@ -1,0 +1,1 @@
+//! Metadata (to be written).

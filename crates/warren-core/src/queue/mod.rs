@@ -1,0 +1,1 @@
+//! The queue machine (to be written).

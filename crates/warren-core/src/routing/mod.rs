@@ -1,0 +1,1 @@
+//! Routing matchers (to be written).

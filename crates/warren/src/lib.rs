@@ -1,0 +1,7 @@
+//! warren: the binary's library half, so tests can run a broker in-process.
+//!
+//! - [`serve`]: `warren serve` — binds the listeners and runs the broker.
+//! - [`perf`]: `warren perf` — the load generator.
+
+pub mod perf;
+pub mod serve;
