@@ -1,0 +1,153 @@
+//! The vocabulary of the queue machine: ids, commands, replies and effects.
+//!
+//! Everything here is plain data so that a command can be written to a Raft
+//! log and replayed, and so that tests can compare replies and effects with
+//! `assert_eq!`.
+
+use super::error::QueueError;
+
+/// Identifies a message inside one queue. Assigned by the machine at
+/// `Enqueue`, strictly increasing, never reused (so a stale id from before a
+/// purge or a requeue can never hit a different message).
+pub type MsgId = u64;
+
+/// Metadata stamped on every command by whoever orders the commands: the
+/// Raft log index (or a local counter for the in-memory driver) and the
+/// leader's clock, so that every replica sees the same time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub index: u64,
+    pub now_ms: u64,
+}
+
+/// The party that holds deliveries: an AMQP channel. Messages checked out
+/// to an owner go back to the queue when the owner goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnerId(pub u64);
+
+/// A consumer: its channel plus the consumer tag it registered under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsumerKey {
+    pub owner: OwnerId,
+    pub tag: String,
+}
+
+impl ConsumerKey {
+    pub fn new(owner: OwnerId, tag: impl Into<String>) -> Self {
+        ConsumerKey {
+            owner,
+            tag: tag.into(),
+        }
+    }
+}
+
+/// An input of the machine. Each is applied atomically: a command that
+/// fails with `Reply::Error` leaves the state untouched.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command<M> {
+    /// Publish one message. `expiration_ms` is the per-message TTL
+    /// (relative); the queue TTL, if shorter, wins.
+    Enqueue {
+        msg: M,
+        size: u64,
+        expiration_ms: Option<u64>,
+    },
+    /// basic.consume. `prefetch` 0 means unlimited.
+    Subscribe {
+        consumer: ConsumerKey,
+        prefetch: u32,
+        no_ack: bool,
+        exclusive: bool,
+    },
+    /// Subscribe a consumer that starts with no credit and receives one
+    /// message per credit granted by `Credit` (settling does not give
+    /// credit back). The frontend uses it to enforce a channel-wide
+    /// prefetch (global basic.qos) across several queues.
+    SubscribeCredit { consumer: ConsumerKey, no_ack: bool },
+    /// basic.cancel. Messages already delivered stay with the owner.
+    Cancel { consumer: ConsumerKey },
+    /// Grant more deliveries to a consumer subscribed with `SubscribeCredit`.
+    Credit { consumer: ConsumerKey, credit: u32 },
+    /// basic.get.
+    Get { owner: OwnerId, no_ack: bool },
+    /// basic.ack.
+    Settle { owner: OwnerId, msg_ids: Vec<MsgId> },
+    /// Requeue (nack/reject requeue=true, basic.recover requeue=true).
+    Return { owner: OwnerId, msg_ids: Vec<MsgId> },
+    /// reject/nack requeue=false: dead-letter or drop.
+    Discard { owner: OwnerId, msg_ids: Vec<MsgId> },
+    /// The channel is gone: cancel its consumers, requeue its messages.
+    OwnerDown { owner: OwnerId },
+    /// queue.purge: removes ready messages only.
+    Purge,
+    /// Expire messages whose TTL passed at `Meta::now_ms`.
+    Tick,
+}
+
+/// The answer to the command's issuer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply<M> {
+    Ok,
+    Enqueued {
+        msg_id: MsgId,
+    },
+    /// The queue is full and overflows with reject-publish: nack the publisher.
+    Rejected,
+    GetOk {
+        msg_id: MsgId,
+        msg: M,
+        redelivered: bool,
+        /// Ready messages left after this one.
+        message_count: u64,
+    },
+    GetEmpty,
+    Purged {
+        count: u64,
+    },
+    /// After `Cancel` or `OwnerDown`: consumers left (for auto-delete).
+    Cancelled {
+        consumer_count: u32,
+    },
+    Error(QueueError),
+}
+
+/// Work for the driver. In the replicated driver only the leader executes
+/// them; every replica computes them identically.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect<M> {
+    /// Send a message to a consumer. `delivery_count` is the number of
+    /// times the message went back to the queue before (0 on first delivery).
+    Deliver {
+        consumer: ConsumerKey,
+        msg_id: MsgId,
+        msg: M,
+        redelivered: bool,
+        delivery_count: u32,
+    },
+    /// Republish to the dead-letter exchange. Only emitted when the queue
+    /// has one configured; otherwise the message is silently dropped.
+    DeadLetter { msg: M, reason: DeadLetterReason },
+    /// With single-active-consumer: this consumer now receives the messages.
+    ConsumerActivated { consumer: ConsumerKey },
+}
+
+/// Why a message was dead-lettered (the `x-death` `reason` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeadLetterReason {
+    Rejected,
+    Expired,
+    MaxLen,
+    DeliveryLimit,
+}
+
+impl DeadLetterReason {
+    /// The text RabbitMQ puts in the `x-death` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::Expired => "expired",
+            DeadLetterReason::MaxLen => "maxlen",
+            DeadLetterReason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
