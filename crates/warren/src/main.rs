@@ -22,11 +22,34 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
+            init_tracing();
             let running = warren::serve::start(args).await?;
+            // Tests and scripts read the bound address from this line.
             println!("warren listening: amqp={}", running.amqp_addr);
-            tokio::signal::ctrl_c().await?;
+            wait_for_signal().await?;
+            tracing::info!("shutting down");
+            running.shutdown();
             Ok(())
         }
         Command::Perf(args) => warren::perf::run(args).await,
     }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Waits for SIGINT or SIGTERM (how Kubernetes stops a pod).
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

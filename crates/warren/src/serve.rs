@@ -2,6 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use warren_amqp::{Broker, ServerConfig};
+use warren_core::meta::MetaState;
 
 /// Options of `warren serve`. Flag names are a contract (DESIGN.md).
 #[derive(Debug, Clone, clap::Args)]
@@ -33,12 +40,48 @@ pub struct ServeArgs {
     pub definitions: Option<PathBuf>,
 }
 
-/// A running broker.
+/// A running broker. Dropping it leaves the broker running; call
+/// [`Running::shutdown`] to stop accepting connections.
 pub struct Running {
     pub amqp_addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Stops accepting new connections.
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Binds the listeners and starts serving; returns once it is accepting.
-pub async fn start(_args: ServeArgs) -> anyhow::Result<Running> {
-    anyhow::bail!("not written yet")
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let broker = Broker::new(MetaState::with_defaults(), ServerConfig::default());
+    if let Some(path) = &args.definitions {
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("reading definitions {}", path.display()))?;
+        broker
+            .load_definitions(&json)
+            .map_err(|e| anyhow::anyhow!("loading definitions {}: {e}", path.display()))?;
+        tracing::info!(file = %path.display(), "definitions loaded");
+    }
+    let listener = TcpListener::bind(args.amqp_listen)
+        .await
+        .with_context(|| format!("binding AMQP listener {}", args.amqp_listen))?;
+    let amqp_addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(warren_amqp::serve(listener, broker.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(%amqp_addr, "AMQP listener ready");
+    Ok(Running {
+        amqp_addr,
+        broker,
+        stop: Some(stop),
+    })
 }

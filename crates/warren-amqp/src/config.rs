@@ -1,0 +1,37 @@
+//! Limits and identity of the AMQP frontend.
+
+/// Settings of the AMQP listener. Every limit a client can push against is here.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest frame the server accepts and offers in connection.tune.
+    pub frame_max: u32,
+    /// Highest channel number a connection may open (connection.tune).
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, seconds (0 disables).
+    pub heartbeat_secs: u16,
+    /// Largest message body accepted (RabbitMQ's `max_message_size`).
+    pub max_message_size: u64,
+    /// Users that may only log in from a loopback address (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    /// Time a client has to complete the handshake.
+    pub handshake_timeout_secs: u64,
+    /// Capacity of each queue's mailbox (publishes beyond it wait: back-pressure).
+    pub queue_mailbox: usize,
+    /// Unsettled publisher confirms a channel may have outstanding before it stops reading.
+    pub max_unconfirmed_per_channel: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat_secs: 60,
+            max_message_size: 128 * 1024 * 1024,
+            loopback_users: vec!["guest".to_string()],
+            handshake_timeout_secs: 10,
+            queue_mailbox: 4096,
+            max_unconfirmed_per_channel: 1 << 20,
+        }
+    }
+}
