@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every Warren test on a fresh machine: installs what the build needs,
+# checks formatting and lints, builds, runs the Rust tests (unit, property,
+# lapin end-to-end) and the pika client tests. This is the README's test
+# command, and what .ci/run calls.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+# Debian packages the build needs (bindgen for RocksDB needs libclang).
+need=()
+for pkg in libclang-dev python3-venv; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run-all.sh: missing Debian packages: ${need[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build"
+cargo build --workspace --bins
+echo "== cargo test"
+cargo test --workspace
+echo "== pika tests"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+WARREN_BIN="$target/debug/warren" bash tests/python/run.sh
