@@ -200,3 +200,19 @@ def message_count(broker, queue_name):
         return ok.method.message_count
     finally:
         connection.close()
+
+
+def wait_message_count(broker, queue_name, expected, timeout=5):
+    """Polls until the queue reports `expected` ready messages.
+
+    Publishes, acks and requeues are asynchronous (no reply), so a count read
+    right after them may lag; the broker must settle on the value in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        count = message_count(broker, queue_name)
+        if count == expected:
+            return
+        assert time.monotonic() < deadline, (
+            f'queue {queue_name!r} has {count} ready messages, expected {expected}')
+        time.sleep(0.05)

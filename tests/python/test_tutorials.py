@@ -8,7 +8,7 @@ that use a named queue delete it first to start from a known state.
 import re
 import time
 
-from helpers import message_count
+from helpers import wait_message_count
 
 
 def delete_queue(broker, name):
@@ -34,7 +34,7 @@ def test_1_hello_world(broker, programs):
 
     lines = receiver.finish()
     assert received_bodies(lines) == ["Received b'Hello World!'"]
-    assert message_count(broker, 'hello') == 0
+    wait_message_count(broker, 'hello', 0)
 
 
 def test_2_work_queues(broker, programs):
@@ -57,7 +57,7 @@ def test_2_work_queues(broker, programs):
     for worker in workers:
         worker.kill()
     # Every task was acked, so nothing is left (durable queue, persistent tasks).
-    assert message_count(broker, 'task_queue') == 0
+    wait_message_count(broker, 'task_queue', 0)
 
 
 def _collect_done(workers, total, timeout):
@@ -199,7 +199,7 @@ def test_6_rpc(broker, programs):
         client = programs('rpc_client.py')
         assert client.finish(timeout=60) == [' [x] Requesting fib(30)', ' [.] Got 832040']
     assert server.finish() == [' [x] Awaiting RPC requests', ' [.] fib(30)', ' [.] fib(30)']
-    assert message_count(broker, 'rpc_queue') == 0
+    wait_message_count(broker, 'rpc_queue', 0)
 
 
 COUNT = 500
@@ -220,7 +220,7 @@ def test_7_publisher_confirms(broker, programs, channel):
         for name in queues:
             # Confirmed means enqueued: every message is there, in order. The
             # queues are auto-delete but never had a consumer, so they stay.
-            assert message_count(broker, name) == COUNT
+            wait_message_count(broker, name, COUNT)
             method, _props, body = channel.basic_get(name, auto_ack=True)
             assert body == b'0' and method.message_count == COUNT - 1
     finally:
