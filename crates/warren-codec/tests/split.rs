@@ -18,7 +18,7 @@ const FRAME_MAX: u32 = 4096;
 #[derive(Debug, Clone)]
 enum Step {
     Method(u16, warren_codec::AMQPClass),
-    Content(u16, warren_codec::BasicProperties, Vec<u8>),
+    Content(u16, Box<warren_codec::BasicProperties>, Vec<u8>),
     Heartbeat,
 }
 
@@ -31,7 +31,7 @@ fn step() -> impl Strategy<Value = Step> {
             common::properties(),
             vec(any::<u8>(), 0..10_000)
         )
-            .prop_map(|(c, p, b)| Step::Content(c, p, b)),
+            .prop_map(|(c, p, b)| Step::Content(c, Box::new(p), b)),
         Just(Step::Heartbeat),
     ]
 }

@@ -12,6 +12,7 @@ use warren_codec::{
 };
 
 mod methods;
+#[allow(unused_imports)] // content_encoders.rs uses only the value strategies
 pub use methods::any_method;
 
 /// Mostly short strings of any printable text, sometimes close to the
@@ -170,7 +171,7 @@ fn build_properties((first, second): (First, Second)) -> BasicProperties {
     p
 }
 
-fn always<S: Strategy>(s: S) -> proptest::strategy::Map<S, fn(S::Value) -> Option<S::Value>> {
+fn always<S: Strategy>(s: S) -> impl Strategy<Value = Option<S::Value>> {
     s.prop_map(Some)
 }
 
