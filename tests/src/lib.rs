@@ -372,3 +372,33 @@ pub async fn wait_ready(channel: &lapin::Channel, name: &str, ready: u32) -> any
     )
     .await
 }
+
+/// Everything `queue` received before a marker published to it through the
+/// default exchange now, in order, consuming it all with `basic.get`.
+/// Messages routed earlier on the same channel are ahead of the marker, so
+/// this observes "nothing else was routed here" without waiting for a
+/// guessed time.
+pub async fn drain_until_marker(
+    channel: &lapin::Channel,
+    queue: &str,
+) -> anyhow::Result<Vec<String>> {
+    let marker = unique("marker");
+    publish(channel, "", queue, marker.as_bytes()).await?;
+    let mut bodies = Vec::new();
+    loop {
+        let got = wait_until(EVENT_TIMEOUT, &format!("marker in {queue}"), || async {
+            Ok(channel
+                .basic_get(
+                    queue.into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await?)
+        })
+        .await?;
+        let body = String::from_utf8_lossy(&got.delivery.data).into_owned();
+        if body == marker {
+            return Ok(bodies);
+        }
+        bodies.push(body);
+    }
+}
