@@ -1,0 +1,101 @@
+//! The definitions the metadata machine holds: exchanges, queues, bindings.
+
+use crate::value::Table;
+
+use super::error::MetaError;
+
+/// The exchange types Warren implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(ExchangeKind::Direct),
+            "fanout" => Some(ExchangeKind::Fanout),
+            "topic" => Some(ExchangeKind::Topic),
+            "headers" => Some(ExchangeKind::Headers),
+            _ => None,
+        }
+    }
+
+    /// [`ExchangeKind::parse`] with RabbitMQ's error for exchange.declare:
+    /// an unknown type is a connection error (503 COMMAND_INVALID).
+    pub fn parse_or_err(s: &str) -> Result<Self, MetaError> {
+        Self::parse(s)
+            .ok_or_else(|| MetaError::command_invalid(format!("unknown exchange type '{s}'")))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeDef {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: Table,
+}
+
+impl ExchangeDef {
+    /// The `alternate-exchange` argument, if it is a string.
+    pub fn alternate_exchange(&self) -> Option<&str> {
+        self.arguments
+            .get("alternate-exchange")
+            .and_then(|v| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDef {
+    pub name: String,
+    pub durable: bool,
+    /// The connection that owns this exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: Table,
+}
+
+/// What a binding points at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Destination {
+    Queue(String),
+    Exchange(String),
+}
+
+impl Destination {
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Queue(n) | Destination::Exchange(n) => n,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Destination::Queue(_) => "queue",
+            Destination::Exchange(_) => "exchange",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingDef {
+    pub source: String,
+    pub destination: Destination,
+    pub routing_key: String,
+    pub arguments: Table,
+}
