@@ -4,6 +4,7 @@
 
 mod config;
 mod limits;
+mod model;
 mod prop;
 mod scenarios;
 
