@@ -1,0 +1,447 @@
+//! exchange/queue declare and delete: replies, equivalence, reserved names.
+
+use super::*;
+
+#[test]
+fn exchange_declare_creates_then_finds_equivalent() {
+    let mut s = MetaState::with_defaults();
+    assert_eq!(
+        declare_x(&mut s, xdef("x", ExchangeKind::Direct)),
+        Ok(MetaReply::Created)
+    );
+    assert_eq!(
+        declare_x(&mut s, xdef("x", ExchangeKind::Direct)),
+        Ok(MetaReply::Existed)
+    );
+    assert_eq!(s.exchange("/", "x"), Some(&xdef("x", ExchangeKind::Direct)));
+    // Arguments other than alternate-exchange may differ.
+    let mut other = xdef("x", ExchangeKind::Direct);
+    other.arguments = table(&[("x-whatever", ls("1"))]);
+    assert_eq!(declare_x(&mut s, other), Ok(MetaReply::Existed));
+}
+
+#[test]
+fn exchange_equivalence_texts() {
+    let mut s = MetaState::with_defaults();
+    let mut def = xdef("x", ExchangeKind::Direct);
+    def.arguments = table(&[("alternate-exchange", ls("ae1"))]);
+    declare_x(&mut s, def.clone()).unwrap();
+    let cases: Vec<(ExchangeDef, &str)> = vec![
+        (
+            ExchangeDef {
+                kind: ExchangeKind::Fanout,
+                ..def.clone()
+            },
+            "inequivalent arg 'type' for exchange 'x' in vhost '/': received 'fanout' but current is 'direct'",
+        ),
+        (
+            ExchangeDef {
+                durable: false,
+                ..def.clone()
+            },
+            "inequivalent arg 'durable' for exchange 'x' in vhost '/': received 'false' but current is 'true'",
+        ),
+        (
+            ExchangeDef {
+                auto_delete: true,
+                ..def.clone()
+            },
+            "inequivalent arg 'auto_delete' for exchange 'x' in vhost '/': received 'true' but current is 'false'",
+        ),
+        (
+            ExchangeDef {
+                internal: true,
+                ..def.clone()
+            },
+            "inequivalent arg 'internal' for exchange 'x' in vhost '/': received 'true' but current is 'false'",
+        ),
+        (
+            ExchangeDef {
+                arguments: table(&[("alternate-exchange", ls("ae2"))]),
+                ..def.clone()
+            },
+            "inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received 'ae2' but current is 'ae1'",
+        ),
+        (
+            ExchangeDef {
+                arguments: Table::new(),
+                ..def.clone()
+            },
+            "inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received none but current is the value 'ae1' of type 'longstr'",
+        ),
+    ];
+    for (new, text) in cases {
+        assert_eq!(
+            declare_x(&mut s, new),
+            Err(err(406, &format!("PRECONDITION_FAILED - {text}")))
+        );
+    }
+    assert_eq!(s.exchange("/", "x"), Some(&def));
+}
+
+#[test]
+fn exchange_reserved_and_default_names() {
+    let mut s = MetaState::with_defaults();
+    assert_eq!(
+        declare_x(&mut s, xdef("amq.foo", ExchangeKind::Direct)),
+        Err(err(
+            403,
+            "ACCESS_REFUSED - exchange name 'amq.foo' contains reserved prefix 'amq.*'"
+        ))
+    );
+    // Predeclared amq.* exchanges can be redeclared equivalently, not otherwise.
+    assert_eq!(
+        declare_x(&mut s, xdef("amq.direct", ExchangeKind::Direct)),
+        Ok(MetaReply::Existed)
+    );
+    assert_eq!(
+        declare_x(&mut s, xdef("amq.direct", ExchangeKind::Topic))
+            .unwrap_err()
+            .text,
+        "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.direct' in vhost '/': received 'topic' but current is 'direct'"
+    );
+    let default_refused = err(
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    );
+    assert_eq!(
+        declare_x(&mut s, xdef("", ExchangeKind::Direct)),
+        Err(default_refused.clone())
+    );
+    let del = |name: &str| MetaCommand::DeleteExchange {
+        vhost: "/".into(),
+        name: name.into(),
+        if_unused: false,
+    };
+    assert_eq!(s.apply(del("")), Err(default_refused));
+    assert_eq!(
+        s.apply(del("amq.direct")),
+        Err(err(
+            403,
+            "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
+        ))
+    );
+    let default = s.exchange("/", "").unwrap();
+    assert_eq!(
+        (default.kind, default.durable),
+        (ExchangeKind::Direct, true)
+    );
+    let names: Vec<&str> = s.exchanges("/").map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "",
+            "amq.direct",
+            "amq.fanout",
+            "amq.headers",
+            "amq.match",
+            "amq.rabbitmq.trace",
+            "amq.topic"
+        ]
+    );
+}
+
+#[test]
+fn exchange_type_parsing() {
+    assert_eq!(ExchangeKind::parse("topic"), Some(ExchangeKind::Topic));
+    assert_eq!(ExchangeKind::Headers.as_str(), "headers");
+    let e = ExchangeKind::parse_or_err("x-delayed-message").unwrap_err();
+    assert_eq!(
+        e,
+        err(
+            503,
+            "COMMAND_INVALID - unknown exchange type 'x-delayed-message'"
+        )
+    );
+    assert!(e.is_connection_error());
+}
+
+#[test]
+fn exchange_alternate_exchange_must_be_a_string() {
+    let mut s = MetaState::with_defaults();
+    let mut def = xdef("x", ExchangeKind::Direct);
+    def.arguments = table(&[("alternate-exchange", Value::I32(5))]);
+    assert_eq!(
+        declare_x(&mut s, def),
+        Err(err(
+            406,
+            "PRECONDITION_FAILED - invalid type 'signedint' for arg 'alternate-exchange' in exchange 'x' in vhost '/'"
+        ))
+    );
+}
+
+#[test]
+fn exchange_delete() {
+    let mut s = MetaState::with_defaults();
+    let del = |name: &str, if_unused| MetaCommand::DeleteExchange {
+        vhost: "/".into(),
+        name: name.into(),
+        if_unused,
+    };
+    assert_eq!(s.apply(del("missing", true)), Ok(MetaReply::Ok));
+    declare_x(&mut s, xdef("src", ExchangeKind::Fanout)).unwrap();
+    declare_x(&mut s, xdef("dst", ExchangeKind::Fanout)).unwrap();
+    bind(&mut s, "src", x("dst"), "").unwrap();
+    assert_eq!(
+        s.apply(del("src", true)),
+        Err(err(
+            406,
+            "PRECONDITION_FAILED - exchange 'src' in vhost '/' in use"
+        ))
+    );
+    // Being bound *to* does not count as in use.
+    assert_eq!(s.apply(del("dst", true)), Ok(MetaReply::Ok));
+    assert_eq!(s.exchange("/", "dst"), None);
+    assert_eq!(s.bindings("/"), vec![]);
+    assert_eq!(s.apply(del("src", true)), Ok(MetaReply::Ok));
+}
+
+#[test]
+fn queue_declare_and_equivalence() {
+    let mut s = MetaState::with_defaults();
+    let mut def = qdef("q");
+    def.arguments = table(&[
+        ("x-message-ttl", Value::I32(1000)),
+        ("x-queue-type", ls("classic")),
+    ]);
+    assert_eq!(declare_q(&mut s, def.clone()), Ok(MetaReply::Created));
+    assert_eq!(s.queue("/", "q"), Some(&def));
+    let same_width_free = QueueDef {
+        arguments: table(&[
+            ("x-message-ttl", Value::I64(1000)),
+            ("x-unknown", ls("free")),
+        ]),
+        ..def.clone()
+    };
+    assert_eq!(declare_q(&mut s, same_width_free), Ok(MetaReply::Existed));
+    let cases: Vec<(QueueDef, &str)> = vec![
+        (
+            QueueDef {
+                durable: false,
+                ..def.clone()
+            },
+            "inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'",
+        ),
+        (
+            QueueDef {
+                auto_delete: true,
+                ..def.clone()
+            },
+            "inequivalent arg 'auto_delete' for queue 'q' in vhost '/': received 'true' but current is 'false'",
+        ),
+        (
+            QueueDef {
+                arguments: table(&[("x-message-ttl", Value::I32(2000))]),
+                ..def.clone()
+            },
+            "inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': received '2000' but current is '1000'",
+        ),
+        (
+            QueueDef {
+                arguments: Table::new(),
+                ..def.clone()
+            },
+            "inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': received none but current is the value '1000' of type 'signedint'",
+        ),
+        (
+            QueueDef {
+                arguments: table(&[
+                    ("x-message-ttl", Value::I32(1000)),
+                    ("x-queue-type", ls("quorum")),
+                ]),
+                ..def.clone()
+            },
+            "inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received 'quorum' but current is 'classic'",
+        ),
+    ];
+    for (new, text) in cases {
+        assert_eq!(
+            declare_q(&mut s, new),
+            Err(err(406, &format!("PRECONDITION_FAILED - {text}")))
+        );
+    }
+}
+
+#[test]
+fn queue_type_missing_equals_classic_only() {
+    let mut s = MetaState::with_defaults();
+    declare_q(&mut s, qdef("plain")).unwrap();
+    let classic = QueueDef {
+        arguments: table(&[("x-queue-type", ls("classic"))]),
+        ..qdef("plain")
+    };
+    assert_eq!(declare_q(&mut s, classic), Ok(MetaReply::Existed));
+    let quorum = QueueDef {
+        arguments: table(&[("x-queue-type", ls("quorum"))]),
+        ..qdef("plain")
+    };
+    assert_eq!(
+        declare_q(&mut s, quorum).unwrap_err().text,
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'plain' in vhost '/': received the value 'quorum' of type 'longstr' but current is none"
+    );
+}
+
+#[test]
+fn queue_exclusive_ownership() {
+    let mut s = MetaState::with_defaults();
+    let mine = QueueDef {
+        exclusive_owner: Some(1),
+        durable: true,
+        ..qdef("ex")
+    };
+    assert_eq!(declare_q(&mut s, mine.clone()), Ok(MetaReply::Created));
+    // Exclusive queues are never durable.
+    assert!(!s.queue("/", "ex").unwrap().durable);
+    assert_eq!(declare_q(&mut s, mine.clone()), Ok(MetaReply::Existed));
+    let locked = err(
+        405,
+        "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'ex' in vhost '/'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+    );
+    let theirs = QueueDef {
+        exclusive_owner: Some(2),
+        ..mine.clone()
+    };
+    assert_eq!(declare_q(&mut s, theirs), Err(locked.clone()));
+    let shared = QueueDef {
+        exclusive_owner: None,
+        durable: false,
+        ..mine
+    };
+    assert_eq!(declare_q(&mut s, shared), Err(locked.clone()));
+    assert_eq!(s.check_exclusive_access("/", "ex", 1), Ok(()));
+    assert_eq!(s.check_exclusive_access("/", "ex", 2), Err(locked));
+    declare_q(&mut s, qdef("open")).unwrap();
+    assert_eq!(s.check_exclusive_access("/", "open", 2), Ok(()));
+}
+
+#[test]
+fn queue_reserved_names() {
+    let mut s = MetaState::with_defaults();
+    assert_eq!(
+        declare_q(&mut s, qdef("amq.q")),
+        Err(err(
+            403,
+            "ACCESS_REFUSED - queue name 'amq.q' contains reserved prefix 'amq.*'"
+        ))
+    );
+    assert_eq!(
+        declare_q(&mut s, qdef("amq.gen-Xyz")),
+        Ok(MetaReply::Created)
+    );
+    use crate::meta::ResourceKind;
+    assert_eq!(
+        MetaState::check_client_name(ResourceKind::Queue, "amq.gen-Xyz")
+            .unwrap_err()
+            .text,
+        "ACCESS_REFUSED - queue name 'amq.gen-Xyz' contains reserved prefix 'amq.*'"
+    );
+    assert_eq!(
+        MetaState::check_client_name(ResourceKind::Queue, "jobs"),
+        Ok(())
+    );
+}
+
+#[test]
+fn queue_delete_and_missing_vhost() {
+    let mut s = MetaState::with_defaults();
+    declare_q(&mut s, qdef("q")).unwrap();
+    let del = |name: &str| MetaCommand::DeleteQueue {
+        vhost: "/".into(),
+        name: name.into(),
+    };
+    assert_eq!(
+        s.apply(del("q")),
+        Ok(MetaReply::QueueDeleted {
+            vhost: "/".into(),
+            name: "q".into()
+        })
+    );
+    assert_eq!(s.apply(del("q")), Ok(MetaReply::Ok));
+    assert_eq!(s.queue("/", "q"), None);
+    let cmd = MetaCommand::DeclareQueue {
+        vhost: "nope".into(),
+        def: qdef("q"),
+    };
+    assert_eq!(s.apply(cmd), Err(err(404, "NOT_FOUND - no vhost 'nope'")));
+}
+
+#[test]
+fn exclusive_queues_go_with_their_connection() {
+    let mut s = MetaState::with_defaults();
+    s.apply(MetaCommand::AddVhost { name: "v2".into() })
+        .unwrap();
+    for (vhost, name, owner) in [
+        ("/", "a", Some(7)),
+        ("/", "b", Some(8)),
+        ("v2", "c", Some(7)),
+        ("/", "d", None),
+    ] {
+        let def = QueueDef {
+            exclusive_owner: owner,
+            ..qdef(name)
+        };
+        s.apply(MetaCommand::DeclareQueue {
+            vhost: vhost.into(),
+            def,
+        })
+        .unwrap();
+    }
+    bind(&mut s, "amq.fanout", q("a"), "").unwrap();
+    assert_eq!(
+        s.apply(MetaCommand::DeleteExclusiveOf { connection: 7 }),
+        Ok(MetaReply::Deleted(vec![
+            ("/".into(), "a".into()),
+            ("v2".into(), "c".into())
+        ]))
+    );
+    let left: Vec<&str> = s.queues("/").map(|q| q.name.as_str()).collect();
+    assert_eq!(left, ["b", "d"]);
+    assert_eq!(s.bindings("/"), vec![]);
+    assert_eq!(
+        s.apply(MetaCommand::DeleteExclusiveOf { connection: 7 }),
+        Ok(MetaReply::Deleted(vec![]))
+    );
+}
+
+#[test]
+fn vhost_add_and_delete() {
+    let mut s = MetaState::with_defaults();
+    assert_eq!(
+        s.apply(MetaCommand::AddVhost { name: "/".into() }),
+        Ok(MetaReply::Existed)
+    );
+    assert_eq!(
+        s.apply(MetaCommand::AddVhost { name: "v".into() }),
+        Ok(MetaReply::Created)
+    );
+    assert!(s.vhost_exists("v"));
+    s.apply(MetaCommand::SetPermissions {
+        user: "guest".into(),
+        vhost: "v".into(),
+        permission: crate::meta::Permission::full(),
+    })
+    .unwrap();
+    assert_eq!(s.check_vhost_access("guest", "v"), Ok(()));
+    for name in ["q2", "q1"] {
+        s.apply(MetaCommand::DeclareQueue {
+            vhost: "v".into(),
+            def: qdef(name),
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        s.apply(MetaCommand::DeleteVhost { name: "v".into() }),
+        Ok(MetaReply::Deleted(vec![
+            ("v".into(), "q1".into()),
+            ("v".into(), "q2".into())
+        ]))
+    );
+    assert!(!s.vhost_exists("v"));
+    assert_eq!(s.permission("guest", "v"), None);
+    assert_eq!(s.check_vhost_access("guest", "v").unwrap_err().code, 530);
+    assert_eq!(
+        s.apply(MetaCommand::DeleteVhost { name: "v".into() }),
+        Err(err(404, "NOT_FOUND - no vhost 'v'"))
+    );
+    assert_eq!(s.vhosts().collect::<Vec<_>>(), ["/"]);
+}
