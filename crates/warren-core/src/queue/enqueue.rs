@@ -61,7 +61,7 @@ impl<M: Clone> QueueState<M> {
 
     /// Drop-head overflow: dead-letter the oldest ready messages until the
     /// queue is within its limits.
-    fn drop_heads_over_limit(&mut self, fx: &mut Vec<Effect<M>>) {
+    pub(super) fn drop_heads_over_limit(&mut self, fx: &mut Vec<Effect<M>>) {
         loop {
             let count = self
                 .config

@@ -18,13 +18,15 @@
 //! Files, one operation each: `types` (commands, replies, effects), `config`
 //! (x-arguments), `error`, `state` (the state and its accessors), `enqueue`
 //! (length limits, purge), `checkout` (consumers, get, dispatch), `settle`
-//! (ack, requeue, discard, owner down), `expiry` (TTL).
+//! (ack, requeue, discard, owner down), `expiry` (TTL), `policy` (runtime
+//! changes of the settings).
 
 mod checkout;
 mod config;
 mod enqueue;
 mod error;
 mod expiry;
+mod policy;
 mod settle;
 mod state;
 mod types;
@@ -78,6 +80,7 @@ pub fn apply<M: Clone>(
         Command::OwnerDown { owner } => state.owner_down(meta, owner, &mut fx),
         Command::Purge => state.purge(),
         Command::Tick => state.tick(meta.now_ms, &mut fx),
+        Command::UpdateConfig { config } => state.update_config(meta, config, &mut fx),
     };
     (reply, fx)
 }

@@ -4,6 +4,7 @@
 //! log and replayed, and so that tests can compare replies and effects with
 //! `assert_eq!`.
 
+use super::config::QueueConfig;
 use super::error::QueueError;
 
 /// Identifies a message inside one queue. Assigned by the machine at
@@ -82,6 +83,10 @@ pub enum Command<M> {
     Purge,
     /// Expire messages whose TTL passed at `Meta::now_ms`.
     Tick,
+    /// A policy changed the queue's effective settings. Messages already
+    /// queued keep the expiry computed when they arrived (as in RabbitMQ);
+    /// new length limits apply at once.
+    UpdateConfig { config: QueueConfig },
 }
 
 /// The answer to the command's issuer.

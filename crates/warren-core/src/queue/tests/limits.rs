@@ -206,3 +206,44 @@ fn delivery_limit_dead_letters_after_too_many_returns() {
     assert_eq!(fx, vec![dead("m1", DeadLetterReason::DeliveryLimit)]);
     assert_eq!((q.message_count(), q.unacked_count()), (0, 0));
 }
+
+#[test]
+fn policy_update_trims_to_new_limit_and_keeps_old_expiry() {
+    let mut q = QueueState::new(ttl(100));
+    for m in ["m1", "m2", "m3"] {
+        run(&mut q, 0, enqueue(m));
+    }
+    let tighter = QueueConfig {
+        max_length: Some(1),
+        message_ttl_ms: Some(10),
+        ..dlx()
+    };
+    let dropped = vec![
+        dead("m1", DeadLetterReason::MaxLen),
+        dead("m2", DeadLetterReason::MaxLen),
+    ];
+    let update = Command::UpdateConfig {
+        config: tighter.clone(),
+    };
+    assert_eq!(run(&mut q, 5, update), (Reply::Ok, dropped));
+    assert_eq!(q.config(), &tighter);
+    assert_eq!(q.next_expiry(), Some(100));
+    run(&mut q, 5, enqueue("m4"));
+    assert_eq!(q.ready_ids(), vec![4]);
+    assert_eq!(q.next_expiry(), Some(15));
+}
+
+#[test]
+fn policy_update_to_reject_publish_keeps_backlog() {
+    let mut q = QueueState::new(dlx());
+    run(&mut q, 0, enqueue("m1"));
+    run(&mut q, 0, enqueue("m2"));
+    let full = QueueConfig {
+        max_length: Some(1),
+        overflow: Overflow::RejectPublish,
+        ..dlx()
+    };
+    assert_eq!(run(&mut q, 0, Command::UpdateConfig { config: full }), ok());
+    assert_eq!(q.message_count(), 2);
+    assert_eq!(run(&mut q, 0, enqueue("m3")), (Reply::Rejected, vec![]));
+}

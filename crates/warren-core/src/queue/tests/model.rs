@@ -138,6 +138,12 @@ impl Model {
             },
             Op::Purge => Command::Purge,
             Op::Tick => Command::Tick,
+            Op::UpdateConfig { ref config } => {
+                self.sac = config.single_active_consumer;
+                Command::UpdateConfig {
+                    config: config.clone(),
+                }
+            }
         };
         Some(cmd)
     }
@@ -224,7 +230,8 @@ impl Model {
                 assert_eq!(*count, ready_before.len() as u64);
                 self.dropped.extend(ready_before.iter().copied());
             }
-            (Command::Tick, Reply::Ok) | (Command::Enqueue { .. }, Reply::Rejected) => {}
+            (Command::Tick | Command::UpdateConfig { .. }, Reply::Ok)
+            | (Command::Enqueue { .. }, Reply::Rejected) => {}
             (Command::Get { .. }, Reply::GetEmpty) => {}
             (cmd, reply) => panic!("unexpected reply {reply:?} to {cmd:?}"),
         }

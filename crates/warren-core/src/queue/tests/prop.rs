@@ -58,6 +58,9 @@ pub(super) enum Op {
     },
     Purge,
     Tick,
+    UpdateConfig {
+        config: QueueConfig,
+    },
     Advance {
         ms: u64,
     },
@@ -80,6 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Purge),
         1 => Just(Op::Tick),
         2 => (0u64..30).prop_map(|ms| Op::Advance { ms }),
+        1 => config().prop_map(|config| Op::UpdateConfig { config }),
     ]
 }
 
