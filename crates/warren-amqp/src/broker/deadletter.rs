@@ -168,7 +168,7 @@ fn copy_without_expiration(
         to = to.with_timestamp(*v);
     }
     if let Some(v) = from.kind() {
-        to = to.with_kind(v.clone());
+        to = to.with_type(v.clone());
     }
     if let Some(v) = from.user_id() {
         to = to.with_user_id(v.clone());

@@ -64,10 +64,10 @@ impl Broker {
         let mut m = self.meta.write();
         *m = meta;
         let mut queues = self.queues.write();
-        for vhost in m.vhost_names() {
-            for def in m.queues(&vhost) {
-                let handle = self.spawn_queue(&vhost, def);
-                queues.insert((vhost.clone(), def.name.clone()), handle);
+        for vhost in m.vhosts() {
+            for def in m.queues(vhost) {
+                let handle = self.spawn_queue(vhost, def);
+                queues.insert((vhost.to_string(), def.name.clone()), handle);
             }
         }
     }
@@ -310,10 +310,17 @@ impl Broker {
         let owned: Vec<QueueHandle> = {
             let m = self.meta.read();
             let queues = self.queues.read();
-            m.exclusive_queues_of(conn)
-                .into_iter()
-                .filter_map(|(v, n)| queues.get(&(v, n)).cloned())
-                .collect()
+            let mut owned = Vec::new();
+            for vhost in m.vhosts() {
+                for def in m.queues(vhost) {
+                    if def.exclusive_owner == Some(conn)
+                        && let Some(h) = queues.get(&(vhost.to_string(), def.name.clone()))
+                    {
+                        owned.push(h.clone());
+                    }
+                }
+            }
+            owned
         };
         for h in owned {
             let _ = h

@@ -167,7 +167,7 @@ pub fn spawn(spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         tx,
     }));
     let actor = Actor {
-        state: QueueState::new(spec.config.clone()),
+        state: QueueState::new(spec.config.clone()).with_name(&spec.vhost, &spec.name),
         index: 0,
         owners: BTreeMap::new(),
         no_ack: BTreeMap::new(),

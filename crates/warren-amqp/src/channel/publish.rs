@@ -151,7 +151,7 @@ impl Channel {
         let (_, properties) = p.header.take().unwrap_or_default();
         let body = p.take_body();
         self.check_exchange(ctx, &p.exchange)?;
-        let (msg, headers) = build_message(p.exchange, p.routing_key, properties, body)?;
+        let (msg, headers) = build_message(ctx.user, p.exchange, p.routing_key, properties, body)?;
         let msg = Arc::new(msg);
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((msg, headers, p.mandatory));
@@ -244,6 +244,7 @@ impl Channel {
 
 /// Parses the properties the broker acts on, keeping the raw bytes for delivery.
 fn build_message(
+    user: &str,
     exchange: String,
     routing_key: String,
     properties: Bytes,
@@ -252,6 +253,17 @@ fn build_message(
     let props = warren_codec::parse_properties(&properties).map_err(|e| {
         AmqpError::new(code::SYNTAX_ERROR, format!("malformed content header properties: {e}"))
     })?;
+    if let Some(claimed) = props.user_id()
+        && claimed.as_str() != user
+    {
+        return Err(AmqpError::new(
+            code::PRECONDITION_FAILED,
+            format!(
+                "user_id property set to '{}' but authenticated user was '{user}'",
+                claimed.as_str()
+            ),
+        ));
+    }
     let expiration_ms = match props.expiration() {
         None => None,
         Some(e) => Some(e.as_str().parse::<u64>().map_err(|_| {

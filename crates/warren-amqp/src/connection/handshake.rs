@@ -34,7 +34,7 @@ pub async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Sessi
     io.flush().await?;
     let start_ok = match expect(io).await? {
         connection::AMQPMethod::StartOk(s) => s,
-        _ => return Err(unexpected("connection.start-ok")),
+        _ => return Err(unexpected("connection.start-ok").into()),
     };
     let creds = sasl::parse(start_ok.mechanism.as_str(), start_ok.response.as_bytes()).map_err(
         |e| match e {
@@ -57,14 +57,14 @@ pub async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Sessi
     io.flush().await?;
     let tune_ok = match expect(io).await? {
         connection::AMQPMethod::TuneOk(t) => t,
-        _ => return Err(unexpected("connection.tune-ok")),
+        _ => return Err(unexpected("connection.tune-ok").into()),
     };
     let (frame_max, channel_max) = negotiate(cfg.frame_max, cfg.channel_max, &tune_ok)?;
     io.frame_max = frame_max;
 
     let open = match expect(io).await? {
         connection::AMQPMethod::Open(o) => o,
-        _ => return Err(unexpected("connection.open")),
+        _ => return Err(unexpected("connection.open").into()),
     };
     let vhost = open.virtual_host.as_str().to_string();
     broker.check_vhost_access(&creds.user, &vhost)?;

@@ -94,7 +94,7 @@ impl Io {
     pub async fn close_with(&mut self, e: &AmqpError) {
         let close = connection::Close {
             reply_code: e.code,
-            reply_text: truncate(&e.text).into(),
+            reply_text: truncate(&e.text).as_ref().into(),
             class_id: e.class_id,
             method_id: e.method_id,
         };
@@ -124,14 +124,15 @@ impl Io {
     }
 }
 
-/// Reply texts are short strings: at most 255 bytes, cut at a char boundary.
-pub fn truncate(s: &str) -> &str {
+/// Reply texts are short strings: RabbitMQ cuts longer ones to 252 bytes
+/// (at a char boundary) followed by "...".
+pub fn truncate(s: &str) -> std::borrow::Cow<'_, str> {
     if s.len() <= 255 {
-        return s;
+        return std::borrow::Cow::Borrowed(s);
     }
-    let mut end = 255;
+    let mut end = 252;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
 }

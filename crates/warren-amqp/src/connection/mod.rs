@@ -71,7 +71,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             conn.io.close_with(e).await;
         }
         End::Io => tracing::debug!(%peer, "connection lost"),
-        End::Closed => tracing::debug!(%peer, "connection closed"),
+        End::Closed => {
+            // The close-ok we owe (or the close we answered) is still buffered.
+            let _ = conn.io.flush().await;
+            tracing::debug!(%peer, "connection closed");
+        }
     }
     conn.teardown().await;
 }
@@ -313,7 +317,7 @@ impl Connection {
         }
         let close = channel::Close {
             reply_code: e.code,
-            reply_text: io::truncate(&e.text).into(),
+            reply_text: io::truncate(&e.text).as_ref().into(),
             class_id: e.class_id,
             method_id: e.method_id,
         };
