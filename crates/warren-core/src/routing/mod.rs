@@ -81,3 +81,6 @@ impl<D: Ord + Clone> Router<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
