@@ -15,6 +15,16 @@
 //! leader knows exactly what is out with whom. The payload type `M` is opaque:
 //! `Arc<Message>` in memory, a log index under Raft.
 //!
+//! Semantics worth knowing (RabbitMQ's unless said otherwise):
+//! - Dispatch is round-robin over consumers with capacity, in subscription
+//!   order; under single-active-consumer only the oldest consumer receives.
+//! - Requeued messages go out before never-delivered ones, in id order, with
+//!   `redelivered`; `delivery_count` counts requeues (consumer gone included),
+//!   and a message requeued more than `delivery_limit` times is dropped.
+//! - Only heads expire (Tick, dispatch and get remove expired heads).
+//! - Length limits count ready messages only; purge removes ready ones only.
+//! - Cancelling a consumer leaves its unacked messages with its channel.
+//!
 //! Files, one operation each: `types` (commands, replies, effects), `config`
 //! (x-arguments), `error`, `state` (the state and its accessors), `enqueue`
 //! (length limits, purge), `checkout` (consumers, get, dispatch), `settle`

@@ -175,6 +175,16 @@ impl<M: Clone> QueueState<M> {
         mine.map(|(id, _)| *id).collect()
     }
 
+    /// Every payload the queue still holds (ready or unacked), in no
+    /// particular order. Under Raft the payload is the `Enqueue` entry's log
+    /// index, so these are the "live indexes": log entries not listed here
+    /// can be compacted away even when acks arrive out of order.
+    pub fn payloads(&self) -> impl Iterator<Item = &M> {
+        let ready = self.returns.values().chain(self.messages.iter());
+        let out = self.checked_out.values().map(|c| &c.msg);
+        ready.chain(out).map(|m| &m.payload)
+    }
+
     /// Subscribed consumers in subscription order.
     pub fn consumers(&self) -> impl Iterator<Item = &ConsumerKey> {
         self.consumers.values().map(|c| &c.key)

@@ -350,6 +350,16 @@ impl Model {
             state.ready_bytes() + self.out.keys().map(size).sum::<u64>()
         );
         assert_eq!(state.consumer_count() as usize, self.subscribed.len());
+        let mut live: Vec<P> = state.payloads().copied().collect();
+        live.sort_unstable();
+        let payload = |id: &MsgId| self.payload_of.get(id).copied();
+        let mut expected: Vec<P> = ready
+            .iter()
+            .chain(self.out.keys())
+            .filter_map(payload)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(live, expected, "live payloads");
         self.check_consumers(state, ready.is_empty());
     }
 

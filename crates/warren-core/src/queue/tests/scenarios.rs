@@ -449,3 +449,18 @@ fn credit_errors() {
         (Reply::Error(not_credit), vec![])
     );
 }
+
+#[test]
+fn payloads_lists_ready_and_unacked_only() {
+    let mut q = QueueState::new(QueueConfig::default());
+    for m in ["m1", "m2", "m3", "m4"] {
+        run(&mut q, 0, enqueue(m));
+    }
+    run(&mut q, 0, get(1, false));
+    run(&mut q, 0, get(1, false));
+    run(&mut q, 0, settle(1, &[2]));
+    run(&mut q, 0, get(1, true));
+    let mut live: Vec<M> = q.payloads().copied().collect();
+    live.sort_unstable();
+    assert_eq!(live, vec!["m1", "m4"]);
+}
