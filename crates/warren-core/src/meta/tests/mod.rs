@@ -4,6 +4,7 @@ mod bindings;
 mod declare;
 mod fixture;
 mod permissions;
+mod random;
 mod routes;
 
 use bytes::Bytes;
