@@ -113,26 +113,7 @@ impl Model {
                 owner,
                 ref picks,
                 bogus,
-            } => {
-                let owner = OwnerId(owner);
-                let held = state.checked_out_ids(owner);
-                let mut seen = BTreeSet::new();
-                let mut msg_ids: Vec<MsgId> = Vec::new();
-                for i in picks.iter().filter(|_| !held.is_empty()) {
-                    let id = held[i % held.len()];
-                    if seen.insert(id) {
-                        msg_ids.push(id);
-                    }
-                }
-                if bogus {
-                    msg_ids.push(1_000_000);
-                }
-                match kind {
-                    0 => Command::Settle { owner, msg_ids },
-                    1 => Command::Return { owner, msg_ids },
-                    _ => Command::Discard { owner, msg_ids },
-                }
-            }
+            } => settle_command(kind, OwnerId(owner), picks, bogus, state),
             Op::OwnerDown { owner } => Command::OwnerDown {
                 owner: OwnerId(owner),
             },
@@ -381,5 +362,33 @@ impl Model {
                 "{key:?} could take a ready message"
             );
         }
+    }
+}
+
+/// Settle, return or discard (by `kind`) some of what `owner` holds, picked
+/// by index, plus an id nobody holds when `bogus`.
+fn settle_command(
+    kind: u8,
+    owner: OwnerId,
+    picks: &[usize],
+    bogus: bool,
+    state: &QueueState<P>,
+) -> Command<P> {
+    let held = state.checked_out_ids(owner);
+    let mut seen = BTreeSet::new();
+    let mut msg_ids: Vec<MsgId> = Vec::new();
+    for i in picks.iter().filter(|_| !held.is_empty()) {
+        let id = held[i % held.len()];
+        if seen.insert(id) {
+            msg_ids.push(id);
+        }
+    }
+    if bogus {
+        msg_ids.push(1_000_000);
+    }
+    match kind {
+        0 => Command::Settle { owner, msg_ids },
+        1 => Command::Return { owner, msg_ids },
+        _ => Command::Discard { owner, msg_ids },
     }
 }
