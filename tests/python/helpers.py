@@ -192,27 +192,30 @@ def assert_no_more(channel, queue_name, wait=0.5):
     assert extra == [], f'unexpected extra messages from {queue_name!r}: {extra!r}'
 
 
-def message_count(broker, queue_name):
-    """Ready-message count reported by a passive declare on a fresh connection."""
+def queue_counts(broker, queue_name):
+    """(ready messages, consumers) from a passive declare on a fresh connection."""
     connection = broker.connect()
     try:
         ok = connection.channel().queue_declare(queue=queue_name, passive=True)
-        return ok.method.message_count
+        return ok.method.message_count, ok.method.consumer_count
     finally:
         connection.close()
 
 
-def wait_message_count(broker, queue_name, expected, timeout=5):
-    """Polls until the queue reports `expected` ready messages.
+def wait_message_count(broker, queue_name, expected, timeout=5, consumers=None):
+    """Polls until the queue reports `expected` ready messages (and, if given,
+    `consumers` consumers).
 
-    Publishes, acks and requeues are asynchronous (no reply), so a count read
-    right after them may lag; the broker must settle on the value in time.
+    Publishes, acks, requeues and a dead peer's cleanup are asynchronous (no
+    reply), so a count read right after them may lag; the broker must settle
+    on the value in time.
     """
     deadline = time.monotonic() + timeout
     while True:
-        count = message_count(broker, queue_name)
-        if count == expected:
+        messages, consumer_count = queue_counts(broker, queue_name)
+        if messages == expected and consumers in (None, consumer_count):
             return
         assert time.monotonic() < deadline, (
-            f'queue {queue_name!r} has {count} ready messages, expected {expected}')
+            f'queue {queue_name!r} has {messages} ready messages and {consumer_count} '
+            f'consumers, expected {expected} and {consumers}')
         time.sleep(0.05)

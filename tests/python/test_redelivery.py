@@ -20,6 +20,8 @@ def test_killed_consumer_messages_are_redelivered(broker, programs, channel, uni
 
     # SIGKILL: no channel.close or connection.close, the socket just drops.
     holder.kill()
+    # Once the broker has noticed, the three are back and nobody consumes.
+    wait_message_count(broker, uniq, 5, consumers=0)
 
     got = consume(channel, uniq, 5)
     # The returned messages go back to the head of the queue in their order.
@@ -42,6 +44,7 @@ def test_dropped_socket_returns_messages(broker, channel, uniq):
     sock = doomed._impl._transport._sock
     sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+    wait_message_count(broker, uniq, 2, consumers=0)
 
     again = consume(channel, uniq, 2)
     assert [(body, method.redelivered) for method, _, body in again] == [
