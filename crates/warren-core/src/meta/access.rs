@@ -32,7 +32,9 @@ impl MetaState {
     }
 
     /// Is `user` allowed `access` to the named exchange or queue? The default
-    /// exchange is checked (and reported) under the name `amq.default`.
+    /// exchange is checked (and reported) under the name `amq.default`. The
+    /// refusal names the operation: "write access to exchange 'x' in vhost
+    /// '/' refused for user 'u'" (`rabbit_access_control`).
     pub fn check_permission(
         &self,
         user: &str,
@@ -53,8 +55,13 @@ impl MetaState {
         if allowed {
             Ok(())
         } else {
+            let verb = match access {
+                Access::Configure => "configure",
+                Access::Write => "write",
+                Access::Read => "read",
+            };
             Err(MetaError::access_refused(format!(
-                "access to {} refused for user '{user}'",
+                "{verb} access to {} refused for user '{user}'",
                 rs(kind.as_str(), name, vhost)
             )))
         }

@@ -25,6 +25,7 @@ mod error;
 mod exchange;
 mod export;
 mod queue;
+mod queue_args;
 mod route;
 mod state;
 mod types;

@@ -7,6 +7,7 @@ use super::args::{QUEUE_EQUIVALENCE_KEYS, assert_args, assert_field, value_type_
 use super::command::MetaReply;
 use super::error::{MetaError, rs};
 use super::exchange::{reserved, reserved_prefix_refused};
+use super::queue_args::validate_new_queue;
 use super::state::{MetaState, Vhost};
 use super::types::{Destination, QueueDef};
 
@@ -86,6 +87,7 @@ impl MetaState {
             return Ok(MetaReply::Existed);
         }
         check_dead_letter_exchange(&def, &resource)?;
+        validate_new_queue(&def, &resource)?;
         v.queues.insert(def.name.clone(), def);
         Ok(MetaReply::Created)
     }

@@ -445,3 +445,131 @@ fn vhost_add_and_delete() {
     );
     assert_eq!(s.vhosts().collect::<Vec<_>>(), ["/"]);
 }
+
+#[test]
+fn new_queue_arguments_are_validated() {
+    let mut s = MetaState::with_defaults();
+    let cases: Vec<(Vec<(&str, Value)>, &str)> = vec![
+        (
+            vec![("x-message-ttl", Value::I32(-1))],
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}",
+        ),
+        (
+            vec![("x-message-ttl", ls("1000"))],
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': \"expected integer, got longstr\"",
+        ),
+        (
+            vec![("x-message-ttl", Value::I64(4_294_967_296))],
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_too_big,4294967296}",
+        ),
+        (
+            vec![("x-expires", Value::I32(0))],
+            "invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}",
+        ),
+        (
+            vec![("x-max-length", Value::I16(-5))],
+            "invalid arg 'x-max-length' for queue 'q' in vhost '/': {value_negative,-5}",
+        ),
+        (
+            vec![("x-max-priority", Value::I32(256))],
+            "invalid arg 'x-max-priority' for queue 'q' in vhost '/': {max_value_exceeded,256}",
+        ),
+        (
+            vec![("x-overflow", ls("drop-tail"))],
+            "invalid arg 'x-overflow' for queue 'q' in vhost '/': invalid_overflow",
+        ),
+        (
+            vec![("x-queue-type", ls("fifo"))],
+            "invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'fifo'\"",
+        ),
+        (
+            vec![("x-single-active-consumer", Value::I32(1))],
+            "invalid arg 'x-single-active-consumer' for queue 'q' in vhost '/': {unacceptable_type,signedint}",
+        ),
+        (
+            vec![("x-dead-letter-routing-key", ls("rk"))],
+            "invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': routing_key_but_no_dlx_defined",
+        ),
+        (
+            vec![("x-max-age", ls("7 days"))],
+            "invalid arg 'x-max-age' for queue 'q' in vhost '/': invalid_max_age",
+        ),
+        (
+            vec![("x-dead-letter-exchange", Value::I32(1))],
+            "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'",
+        ),
+    ];
+    for (args, text) in cases {
+        let def = QueueDef {
+            arguments: table(&args),
+            ..qdef("q")
+        };
+        assert_eq!(
+            declare_q(&mut s, def),
+            Err(err(406, &format!("PRECONDITION_FAILED - {text}")))
+        );
+    }
+    assert_eq!(s.queue("/", "q"), None);
+    let fine = table(&[
+        ("x-message-ttl", Value::U32(60000)),
+        ("x-dead-letter-exchange", ls("")),
+        ("x-dead-letter-routing-key", ls("dead")),
+        ("x-max-age", ls("7D")),
+        ("x-overflow", ls("reject-publish")),
+        ("x-custom", Value::Void),
+    ]);
+    assert_eq!(
+        declare_q(
+            &mut s,
+            QueueDef {
+                arguments: fine,
+                ..qdef("q")
+            }
+        ),
+        Ok(MetaReply::Created)
+    );
+}
+
+#[test]
+fn quorum_queues_must_be_durable_shared_and_kept() {
+    let mut s = MetaState::with_defaults();
+    let quorum = || QueueDef {
+        arguments: table(&[("x-queue-type", ls("quorum"))]),
+        ..qdef("qq")
+    };
+    let cases = [
+        (
+            QueueDef {
+                auto_delete: true,
+                ..quorum()
+            },
+            "auto-delete",
+        ),
+        (
+            QueueDef {
+                exclusive_owner: Some(1),
+                ..quorum()
+            },
+            "exclusive-owner",
+        ),
+        (
+            QueueDef {
+                durable: false,
+                ..quorum()
+            },
+            "non-durable",
+        ),
+    ];
+    for (def, property) in cases {
+        assert_eq!(
+            declare_q(&mut s, def),
+            Err(err(
+                406,
+                &format!(
+                    "PRECONDITION_FAILED - invalid property '{property}' for queue 'qq' in vhost '/'"
+                )
+            ))
+        );
+    }
+    assert_eq!(declare_q(&mut s, quorum()), Ok(MetaReply::Created));
+}

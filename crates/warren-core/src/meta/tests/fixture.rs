@@ -78,7 +78,7 @@ fn fixture_permissions() {
         ),
         Err(err(
             403,
-            "ACCESS_REFUSED - access to queue 'orders.audit' in vhost 'orders' refused for user 'app1'"
+            "ACCESS_REFUSED - configure access to queue 'orders.audit' in vhost 'orders' refused for user 'app1'"
         ))
     );
     assert_eq!(

@@ -142,7 +142,7 @@ fn permission_regexes() {
         check(Access::Configure, ResourceKind::Queue, "my-app-1"),
         Err(err(
             403,
-            "ACCESS_REFUSED - access to queue 'my-app-1' in vhost '/' refused for user 'u'"
+            "ACCESS_REFUSED - configure access to queue 'my-app-1' in vhost '/' refused for user 'u'"
         ))
     );
     // Unanchored search, as Erlang's re:run.
@@ -152,14 +152,14 @@ fn permission_regexes() {
         check(Access::Write, ResourceKind::Exchange, "x")
             .unwrap_err()
             .text,
-        "ACCESS_REFUSED - access to exchange 'x' in vhost '/' refused for user 'u'"
+        "ACCESS_REFUSED - write access to exchange 'x' in vhost '/' refused for user 'u'"
     );
     // The default exchange is checked and reported as amq.default.
     assert_eq!(
         check(Access::Write, ResourceKind::Exchange, ""),
         Err(err(
             403,
-            "ACCESS_REFUSED - access to exchange 'amq.default' in vhost '/' refused for user 'u'"
+            "ACCESS_REFUSED - write access to exchange 'amq.default' in vhost '/' refused for user 'u'"
         ))
     );
     let s = with_user("u", Some(perm("", "^amq\\.default$", "")));
