@@ -59,6 +59,8 @@ def test_closed_channel_and_nack_requeue_redeliver(broker, connection, channel, 
     # A channel closed with unacked messages returns them.
     first = connection.channel()
     got = consume(first, uniq, 3)
+    assert [(b, m.redelivered) for m, _, b in got] == [
+        (b'm0', False), (b'm1', False), (b'm2', False)]
     first.close()
     again = consume(channel, uniq, 3)
     assert [(b, m.redelivered) for m, _, b in again] == [
