@@ -191,7 +191,7 @@ impl Broker {
         def: QueueDef,
         owner: u64,
     ) -> Result<Declared, AmqpError> {
-        let config = QueueConfig::from_arguments(&def.arguments)?;
+        let config = QueueConfig::from_declare(&def.arguments, vhost, &def.name)?;
         let name = def.name.clone();
         let handle = {
             let mut m = self.meta.write();

@@ -260,15 +260,19 @@ impl Actor {
                 reply,
             } => {
                 self.owners.insert(consumer.owner, link);
+                // Known before the Subscribe runs: it may deliver at once.
                 self.no_ack.insert(consumer.clone(), no_ack);
                 let r = self.apply(Command::Subscribe {
-                    consumer,
+                    consumer: consumer.clone(),
                     prefetch,
                     no_ack,
                     exclusive,
                 });
                 let result = match r {
-                    Reply::Error(e) => Err(self.queue_error(e)),
+                    Reply::Error(e) => {
+                        self.no_ack.remove(&consumer);
+                        Err(self.queue_error(e))
+                    }
                     _ => {
                         self.had_consumer = true;
                         Ok(())

@@ -156,7 +156,7 @@ impl Connection {
         match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
             Frame::Heartbeat { channel } => Err(AmqpError::new(
-                code::FRAME_ERROR,
+                code::UNEXPECTED_FRAME,
                 format!("heartbeat frame on channel {channel}"),
             )
             .into()),
@@ -196,7 +196,7 @@ impl Connection {
                 connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
             ) => Ok(()),
             _ => Err(AmqpError::new(
-                code::COMMAND_INVALID,
+                code::CHANNEL_ERROR,
                 "unexpected method on channel 0",
             )
             .on(c, m)
@@ -255,7 +255,8 @@ impl Connection {
                 code::UNEXPECTED_FRAME,
                 "expected content header for class 60, got non content header frame instead",
             )
-            .on(c, m)
+            // RabbitMQ names the publish whose content is missing.
+            .on(60, 40)
             .into());
         }
         match method {
