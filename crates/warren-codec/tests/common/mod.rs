@@ -11,6 +11,7 @@ use warren_codec::{
     ShortString,
 };
 
+mod basic;
 mod methods;
 #[allow(unused_imports)] // content_encoders.rs uses only the value strategies
 pub use methods::any_method;
