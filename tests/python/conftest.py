@@ -62,14 +62,28 @@ def stop(proc):
             proc.wait(timeout=5)
 
 
-@pytest.fixture(scope='session')
-def broker():
-    external = os.environ.get('WARREN_TEST_BROKER')
-    if external:
-        host, _, port = external.rpartition(':')
-        yield Broker(host or '127.0.0.1', int(port))
-        return
+class WarrenProcess:
+    """The spawned server, so each test can check it neither died nor panicked."""
 
+    def __init__(self, proc, stderr_path):
+        self.proc = proc
+        self.stderr_path = stderr_path
+
+    def stderr_size(self):
+        return self.stderr_path.stat().st_size
+
+    def stderr_since(self, offset):
+        with open(self.stderr_path, 'rb') as log:
+            log.seek(offset)
+            return log.read().decode(errors='replace')
+
+
+@pytest.fixture(scope='session')
+def warren():
+    """The Warren process under test, or None with WARREN_TEST_BROKER set."""
+    if os.environ.get('WARREN_TEST_BROKER'):
+        yield None
+        return
     binary = warren_binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f'Warren binary not found at {binary}: build it (cargo build -p warren), '
@@ -90,9 +104,36 @@ def broker():
                     pytest.fail(f'{binary} did not print "warren listening: amqp=..." within '
                                 f'{STARTUP_DEADLINE}s (exit code {proc.returncode}); '
                                 f'stdout: {lines!r}; stderr tail:\n{tail}', pytrace=False)
-                yield Broker(*addr)
+                process = WarrenProcess(proc, stderr_path)
+                process.addr = addr
+                yield process
             finally:
                 stop(proc)
+
+
+@pytest.fixture(scope='session')
+def broker(warren):
+    external = os.environ.get('WARREN_TEST_BROKER')
+    if external:
+        host, _, port = external.rpartition(':')
+        return Broker(host or '127.0.0.1', int(port))
+    return Broker(*warren.addr)
+
+
+@pytest.fixture(autouse=True)
+def server_health(warren):
+    """Fails a test during which the spawned Warren died or logged a panic."""
+    if warren is None:
+        yield
+        return
+    offset = warren.stderr_size()
+    yield
+    log = warren.stderr_since(offset)
+    if warren.proc.poll() is not None:
+        pytest.fail(f'warren exited with code {warren.proc.returncode} during this test; '
+                    f'stderr:\n{log[-4000:]}', pytrace=False)
+    if 'panicked' in log:
+        pytest.fail(f'warren panicked during this test:\n{log[-4000:]}', pytrace=False)
 
 
 @pytest.fixture
