@@ -61,7 +61,7 @@ pub struct Close {
 /// What the server said in `connection.start` and `connection.tune`.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    pub server_properties: Vec<(String, FieldValue)>,
+    pub server_properties: Table,
     pub mechanisms: String,
     pub locales: String,
     pub channel_max: u16,
@@ -408,7 +408,10 @@ impl RawConn {
     }
 }
 
-fn parse_start(payload: &[u8]) -> anyhow::Result<(Vec<(String, FieldValue)>, String, String)> {
+/// A decoded field table, in wire order.
+pub type Table = Vec<(String, FieldValue)>;
+
+fn parse_start(payload: &[u8]) -> anyhow::Result<(Table, String, String)> {
     let mut r = Reader::new(payload.get(4..).context("short connection.start")?);
     let (major, minor) = (r.octet()?, r.octet()?);
     anyhow::ensure!((major, minor) == (0, 9), "server speaks {major}-{minor}");
