@@ -112,26 +112,26 @@ impl<D: Ord + Clone> Node<D> {
     }
 
     /// `rest` is `None` once every word of the key has been consumed.
-    fn walk<'a, F: FnMut(&'a D)>(&'a self, rest: Option<&str>, f: &mut F) {
+    fn walk<'a, F: FnMut(&'a D)>(&'a self, rest: Option<&str>, f: &mut F, seen: &mut Seen) {
         let Some(remaining) = rest else {
             self.dests.for_each(f);
             if let Some(hash) = &self.hash {
-                hash.walk(None, f);
+                hash.walk_hash(None, f, seen);
             }
             return;
         };
         let (word, tail) = first_word(remaining);
         if let Some(child) = self.words.get(word) {
-            child.walk(tail, f);
+            child.walk(tail, f, seen);
         }
         if let Some(star) = &self.star {
-            star.walk(tail, f);
+            star.walk(tail, f, seen);
         }
         if let Some(hash) = &self.hash {
             // `#` swallows zero, one, two ... all of the remaining words.
             let mut suffix = rest;
             loop {
-                hash.walk(suffix, f);
+                hash.walk_hash(suffix, f, seen);
                 match suffix {
                     None => break,
                     Some(s) => suffix = first_word(s).1,
@@ -139,7 +139,26 @@ impl<D: Ord + Clone> Node<D> {
             }
         }
     }
+
+    /// Enters a `#` node, unless it was already entered at this position:
+    /// the same (node, suffix) always yields the same destinations, and
+    /// without this a pattern like `#.a.#.a.#.a.#` costs O(words^hashes)
+    /// per publish instead of O(hashes * words^2).
+    fn walk_hash<'a, F: FnMut(&'a D)>(&'a self, rest: Option<&str>, f: &mut F, seen: &mut Seen) {
+        let at = (
+            std::ptr::from_ref(self).addr(),
+            rest.map_or(0, |s| s.len() + 1),
+        );
+        if let Err(i) = seen.binary_search(&at) {
+            seen.insert(i, at);
+            self.walk(rest, f, seen);
+        }
+    }
 }
+
+/// `#` nodes entered during one routing walk, as (node address, remaining
+/// key length), sorted. Empty, and so not allocated, for tries without `#`.
+type Seen = Vec<(usize, usize)>;
 
 fn prune_boxed<D: Ord + Clone>(slot: &mut Option<Box<Node<D>>>, rest: &[&str], dest: &D) {
     if let Some(child) = slot {
@@ -165,7 +184,7 @@ impl<D: Ord + Clone> TopicTrie<D> {
 
     pub fn route<'a, F: FnMut(&'a D)>(&'a self, key: &str, f: &mut F) {
         let rest = if key.is_empty() { None } else { Some(key) };
-        self.root.walk(rest, f);
+        self.root.walk(rest, f, &mut Vec::new());
     }
 
     pub fn is_empty(&self) -> bool {

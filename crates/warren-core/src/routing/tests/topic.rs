@@ -177,3 +177,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn many_hashes_do_not_explode() {
+    // Without memoising (#-node, position) this is ~120^6 steps.
+    let mut t = TopicTrie::default();
+    t.add(1u8, "#.a.#.a.#.a.#.a.#.a.#.b");
+    t.add(2u8, "#.a.#.a.#.a.#.a.#.a.#");
+    let key = vec!["a"; 120].join(".");
+    let mut got = Vec::new();
+    t.route(&key, &mut |d| got.push(*d));
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, [2]);
+}
