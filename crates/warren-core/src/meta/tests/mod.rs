@@ -2,6 +2,7 @@
 
 mod bindings;
 mod declare;
+mod declare_queue;
 mod fixture;
 mod permissions;
 mod random;
