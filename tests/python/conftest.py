@@ -78,37 +78,48 @@ class WarrenProcess:
             return log.read().decode(errors='replace')
 
 
+def spawn_warren(binary, data_dir):
+    """Starts `warren serve` on ephemeral ports with its data in `data_dir`."""
+    stderr_path = data_dir / f'warren.{time.monotonic_ns()}.stderr'
+    with open(stderr_path, 'w') as stderr:
+        proc = subprocess.Popen(
+            [str(binary), 'serve', '--amqp-listen', '127.0.0.1:0',
+             '--http-listen', '127.0.0.1:0', '--cluster-listen', '127.0.0.1:0',
+             '--data-dir', str(data_dir / 'data')],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    addr, lines = read_listening_line(proc, time.monotonic() + STARTUP_DEADLINE)
+    if addr is None:
+        stop(proc)
+        tail = stderr_path.read_text()[-4000:]
+        pytest.fail(f'{binary} did not print "warren listening: amqp=..." within '
+                    f'{STARTUP_DEADLINE}s (exit code {proc.returncode}); '
+                    f'stdout: {lines!r}; stderr tail:\n{tail}', pytrace=False)
+    process = WarrenProcess(proc, stderr_path)
+    process.addr = addr
+    return process
+
+
+def require_binary():
+    binary = warren_binary()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.fail(f'Warren binary not found at {binary}: build it (cargo build -p warren), '
+                    'or set WARREN_BIN, or set WARREN_TEST_BROKER=host:port', pytrace=False)
+    return binary
+
+
 @pytest.fixture(scope='session')
 def warren():
     """The Warren process under test, or None with WARREN_TEST_BROKER set."""
     if os.environ.get('WARREN_TEST_BROKER'):
         yield None
         return
-    binary = warren_binary()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(f'Warren binary not found at {binary}: build it (cargo build -p warren), '
-                    'or set WARREN_BIN, or set WARREN_TEST_BROKER=host:port', pytrace=False)
+    binary = require_binary()
     with tempfile.TemporaryDirectory(prefix='warren-pika-') as data_dir:
-        stderr_path = Path(data_dir) / 'warren.stderr'
-        with open(stderr_path, 'w') as stderr:
-            proc = subprocess.Popen(
-                [str(binary), 'serve', '--amqp-listen', '127.0.0.1:0',
-                 '--http-listen', '127.0.0.1:0', '--cluster-listen', '127.0.0.1:0',
-                 '--data-dir', str(Path(data_dir) / 'data')],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
-            try:
-                addr, lines = read_listening_line(proc, time.monotonic() + STARTUP_DEADLINE)
-                if addr is None:
-                    stop(proc)
-                    tail = stderr_path.read_text()[-4000:]
-                    pytest.fail(f'{binary} did not print "warren listening: amqp=..." within '
-                                f'{STARTUP_DEADLINE}s (exit code {proc.returncode}); '
-                                f'stdout: {lines!r}; stderr tail:\n{tail}', pytrace=False)
-                process = WarrenProcess(proc, stderr_path)
-                process.addr = addr
-                yield process
-            finally:
-                stop(proc)
+        process = spawn_warren(binary, Path(data_dir))
+        try:
+            yield process
+        finally:
+            stop(process.proc)
 
 
 @pytest.fixture(scope='session')
@@ -170,3 +181,69 @@ def programs(broker):
     yield run
     for program in started:
         program.kill()
+
+
+class RestartableBroker:
+    """A broker of the test's own that can be restarted on the same data.
+
+    Warren: a fresh node per test; `restart` stops it with ctrl-c, `crash`
+    SIGKILLs it, and both start it again on the same data directory (on new
+    ephemeral ports, so read `.broker` again afterwards). External broker:
+    WARREN_TEST_RESTART_BROKER=host:port with WARREN_TEST_RESTART_CMD and
+    WARREN_TEST_CRASH_CMD, shell commands that return once it serves again
+    (see rabbitmq_scratch_node.sh).
+    """
+
+    def __init__(self, data_dir=None):
+        self.data_dir = data_dir
+        self.process = None
+        external = os.environ.get('WARREN_TEST_RESTART_BROKER')
+        if data_dir is None:
+            host, _, port = external.rpartition(':')
+            self.broker = Broker(host or '127.0.0.1', int(port))
+        else:
+            self.binary = require_binary()
+            self._start()
+
+    def _start(self):
+        self.process = spawn_warren(self.binary, self.data_dir)
+        self.broker = Broker(*self.process.addr)
+
+    def _run(self, variable):
+        command = os.environ.get(variable)
+        if not command:
+            pytest.skip(f'{variable} is not set for the external restart broker')
+        subprocess.run(command, shell=True, check=True, timeout=180)
+
+    def restart(self):
+        if self.process is None:
+            return self._run('WARREN_TEST_RESTART_CMD')
+        stop(self.process.proc)
+        self._start()
+
+    def crash(self):
+        if self.process is None:
+            return self._run('WARREN_TEST_CRASH_CMD')
+        self.process.proc.kill()
+        self.process.proc.wait(timeout=10)
+        self._start()
+
+    def close(self):
+        if self.process is not None:
+            stop(self.process.proc)
+
+
+@pytest.fixture
+def restartable():
+    if os.environ.get('WARREN_TEST_BROKER'):
+        if not os.environ.get('WARREN_TEST_RESTART_BROKER'):
+            pytest.skip('restart tests need WARREN_TEST_RESTART_BROKER with an external broker')
+        node = RestartableBroker()
+        yield node
+        return
+    with tempfile.TemporaryDirectory(prefix='warren-pika-restart-') as data_dir:
+        node = RestartableBroker(Path(data_dir))
+        try:
+            yield node
+        finally:
+            node.close()
