@@ -41,8 +41,9 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     addr: SocketAddr,
     external: bool,
-    // Held so the in-process broker and its data outlive the test body.
-    _running: Option<warren::serve::Running>,
+    // Held so the in-process broker and its data outlive the test body;
+    // shut down on drop so its listener stops with the test.
+    running: Option<warren::serve::Running>,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -76,7 +77,7 @@ pub async fn try_start(definitions: Option<PathBuf>) -> anyhow::Result<TestBroke
         return Ok(TestBroker {
             addr,
             external: true,
-            _running: None,
+            running: None,
             _data_dir: None,
         });
     }
@@ -98,7 +99,7 @@ pub async fn try_start(definitions: Option<PathBuf>) -> anyhow::Result<TestBroke
     Ok(TestBroker {
         addr: running.amqp_addr,
         external: false,
-        _running: Some(running),
+        running: Some(running),
         _data_dir: Some(data_dir),
     })
 }
@@ -151,6 +152,14 @@ impl TestBroker {
     /// of refused connections.
     pub async fn try_connect(&self, uri: &str) -> lapin::Result<Connection> {
         Connection::connect(uri, ConnectionProperties::default()).await
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+        }
     }
 }
 
