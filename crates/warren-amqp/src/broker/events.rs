@@ -31,6 +31,8 @@ pub struct Delivery {
     pub msg: Arc<Message>,
     pub redelivered: bool,
     pub no_ack: bool,
+    /// Sent on a permit of the channel's global-prefetch limiter.
+    pub limited: bool,
 }
 
 /// The sending side of a connection's event channel.

@@ -6,6 +6,7 @@
 
 pub mod deadletter;
 pub mod events;
+pub mod limiter;
 pub mod queue;
 
 use std::collections::BTreeMap;

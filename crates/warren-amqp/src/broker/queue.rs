@@ -3,7 +3,7 @@
 //! with a local index and the wall clock (the Raft driver will stamp them from
 //! the log instead), and executes the effects the machine returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,7 @@ use warren_core::queue::{
 use super::Broker;
 use super::deadletter::DeadLetterTarget;
 use super::events::{ConfirmTo, ConnEvent, Delivery, OwnerLink};
+use super::limiter::Limiter;
 use crate::error::{AmqpError, code};
 
 /// A cheap, cloneable reference to a queue actor.
@@ -59,9 +60,13 @@ pub enum QueueRequest {
         prefetch: u32,
         no_ack: bool,
         exclusive: bool,
+        /// The channel's global prefetch: subscribe in credit mode under it.
+        limiter: Option<Arc<Limiter>>,
         link: OwnerLink,
         reply: oneshot::Sender<Result<(), AmqpError>>,
     },
+    /// A channel limiter this queue waited on has permits again.
+    CreditAvailable,
     Cancel {
         consumer: ConsumerKey,
     },
@@ -171,6 +176,8 @@ pub fn spawn(spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         index: 0,
         owners: BTreeMap::new(),
         no_ack: BTreeMap::new(),
+        credit: BTreeMap::new(),
+        credit_order: VecDeque::new(),
         had_consumer: false,
         me: handle.clone(),
         spec,
@@ -187,6 +194,10 @@ struct Actor {
     owners: BTreeMap<OwnerId, OwnerLink>,
     /// Consumers that subscribed with no-ack (their deliveries need no settle).
     no_ack: BTreeMap<ConsumerKey, bool>,
+    /// Consumers under a channel-wide prefetch (credit mode), and the order
+    /// in which they are offered credit (round-robin).
+    credit: BTreeMap<ConsumerKey, CreditConsumer>,
+    credit_order: VecDeque<ConsumerKey>,
     had_consumer: bool,
     me: QueueHandle,
     spec: QueueSpawn,
@@ -218,6 +229,7 @@ impl Actor {
             if self.handle(req) == Flow::Stop {
                 return;
             }
+            self.grant_credit();
         }
     }
 
@@ -256,21 +268,40 @@ impl Actor {
                 prefetch,
                 no_ack,
                 exclusive,
+                limiter,
                 link,
                 reply,
             } => {
                 self.owners.insert(consumer.owner, link);
                 // Known before the Subscribe runs: it may deliver at once.
                 self.no_ack.insert(consumer.clone(), no_ack);
-                let r = self.apply(Command::Subscribe {
-                    consumer: consumer.clone(),
-                    prefetch,
-                    no_ack,
-                    exclusive,
-                });
+                let cmd = match limiter {
+                    Some(limiter) if !no_ack => {
+                        self.credit.insert(
+                            consumer.clone(),
+                            CreditConsumer {
+                                limiter,
+                                outstanding: 0,
+                            },
+                        );
+                        self.credit_order.push_back(consumer.clone());
+                        Command::SubscribeCredit {
+                            consumer: consumer.clone(),
+                            no_ack,
+                        }
+                    }
+                    _ => Command::Subscribe {
+                        consumer: consumer.clone(),
+                        prefetch,
+                        no_ack,
+                        exclusive,
+                    },
+                };
+                let r = self.apply(cmd);
                 let result = match r {
                     Reply::Error(e) => {
                         self.no_ack.remove(&consumer);
+                        self.drop_credit(|k| *k == consumer);
                         Err(self.queue_error(e))
                     }
                     _ => {
@@ -280,8 +311,10 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
+            QueueRequest::CreditAvailable => {}
             QueueRequest::Cancel { consumer } => {
                 self.no_ack.remove(&consumer);
+                self.drop_credit(|k| *k == consumer);
                 let r = self.apply(Command::Cancel { consumer });
                 return self.after_cancel(r);
             }
@@ -329,6 +362,7 @@ impl Actor {
             }
             QueueRequest::OwnerDown { owner } => {
                 self.no_ack.retain(|k, _| k.owner != owner);
+                self.drop_credit(|k| k.owner == owner);
                 let r = self.apply(Command::OwnerDown { owner });
                 self.owners.remove(&owner);
                 return self.after_cancel(r);
@@ -346,6 +380,42 @@ impl Actor {
             QueueRequest::Delete { cond, reply } => return self.delete(cond, reply),
         }
         Flow::Continue
+    }
+
+    /// Offers credit to consumers under a channel-wide prefetch while ready
+    /// messages are waiting for it, one permit at a time, round-robin.
+    fn grant_credit(&mut self) {
+        while !self.credit.is_empty() {
+            let outstanding: u64 = self.credit.values().map(|c| u64::from(c.outstanding)).sum();
+            if self.state.message_count() <= outstanding {
+                return;
+            }
+            let mut granted = None;
+            for _ in 0..self.credit_order.len() {
+                let Some(key) = self.credit_order.pop_front() else { break };
+                self.credit_order.push_back(key.clone());
+                let Some(c) = self.credit.get_mut(&key) else { continue };
+                if c.outstanding == 0 && c.limiter.try_acquire(&self.me) {
+                    c.outstanding = 1;
+                    granted = Some(key);
+                    break;
+                }
+            }
+            let Some(consumer) = granted else { return };
+            self.apply(Command::Credit { consumer, credit: 1 });
+        }
+    }
+
+    /// Forgets credit consumers (cancelled or gone), giving back the permits
+    /// their unused credit held.
+    fn drop_credit(&mut self, gone: impl Fn(&ConsumerKey) -> bool) {
+        let keys: Vec<ConsumerKey> = self.credit.keys().filter(|k| gone(k)).cloned().collect();
+        for k in keys {
+            if let Some(c) = self.credit.remove(&k) {
+                c.limiter.release(c.outstanding);
+            }
+        }
+        self.credit_order.retain(|k| !gone(k));
     }
 
     fn queue_error(&self, e: queue::QueueError) -> AmqpError {
@@ -431,6 +501,13 @@ impl Actor {
 
     fn deliver(&mut self, consumer: ConsumerKey, msg_id: MsgId, msg: Arc<Message>, redelivered: bool) {
         let no_ack = self.no_ack.get(&consumer).copied().unwrap_or(false);
+        let limited = match self.credit.get_mut(&consumer) {
+            Some(c) => {
+                c.outstanding = c.outstanding.saturating_sub(1);
+                true
+            }
+            None => false,
+        };
         let Some(link) = self.owners.get(&consumer.owner) else {
             return;
         };
@@ -442,6 +519,7 @@ impl Actor {
             msg,
             redelivered,
             no_ack,
+            limited,
         };
         if link.tx.send(ConnEvent::Deliver(d)).is_err() {
             // The connection is gone; its OwnerDown is on the way and will
@@ -449,6 +527,13 @@ impl Actor {
             debug!(queue = %self.spec.name, "delivery to a closed connection");
         }
     }
+}
+
+/// A consumer whose deliveries need a permit from its channel's limiter.
+struct CreditConsumer {
+    limiter: Arc<Limiter>,
+    /// Credits granted to the machine and not yet used by a delivery.
+    outstanding: u32,
 }
 
 #[derive(PartialEq, Eq)]

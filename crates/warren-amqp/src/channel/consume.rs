@@ -1,11 +1,14 @@
 //! basic.qos, basic.consume, basic.cancel and deliveries to consumers.
 
+use std::sync::Arc;
+
 use warren_codec::{AMQPClass, spec::basic};
 use warren_core::meta::{Access, ResourceKind};
 use warren_core::queue::ConsumerKey;
 
 use super::{Channel, ConsumerInfo, Ctx, Unacked};
 use crate::broker::events::Delivery;
+use crate::broker::limiter::Limiter;
 use crate::broker::queue::QueueRequest;
 use crate::error::{AmqpError, code};
 
@@ -15,6 +18,13 @@ impl Channel {
         // global=true limits the channel as a whole.
         if q.global {
             self.prefetch_global = q.prefetch_count;
+            match &self.limiter {
+                Some(l) => l.set_limit(u32::from(q.prefetch_count)),
+                None if q.prefetch_count > 0 => {
+                    self.limiter = Some(Arc::new(Limiter::new(u32::from(q.prefetch_count))));
+                }
+                None => {}
+            }
         } else {
             self.prefetch_consumer = q.prefetch_count;
         }
@@ -22,17 +32,6 @@ impl Channel {
         Ok(())
     }
 
-    /// The prefetch a new consumer gets. A channel-wide limit is applied as
-    /// the consumer's own limit when it is tighter (see the crate notes).
-    fn consumer_prefetch(&self) -> u32 {
-        let per = u32::from(self.prefetch_consumer);
-        let global = u32::from(self.prefetch_global);
-        match (per, global) {
-            (0, g) => g,
-            (p, 0) => p,
-            (p, g) => p.min(g),
-        }
-    }
 
     pub(super) async fn consume(&mut self, ctx: &mut Ctx<'_>, c: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(c.queue.as_str())?;
@@ -54,7 +53,15 @@ impl Channel {
             owner: self.owner,
             tag: tag.clone(),
         };
-        let prefetch = self.consumer_prefetch();
+        let prefetch = u32::from(self.prefetch_consumer);
+        // Under a channel-wide limit the consumer runs on limiter permits
+        // (its own per-consumer limit is not applied on top: a known gap).
+        let limiter = if self.prefetch_global > 0 && !c.no_ack {
+            self.limiter.clone()
+        } else {
+            None
+        };
+        let limited = limiter.is_some();
         let link = self.link(ctx);
         self.touch(&queue);
         queue
@@ -63,6 +70,7 @@ impl Channel {
                 prefetch,
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
+                limiter,
                 link,
                 reply,
             })
@@ -72,6 +80,7 @@ impl Channel {
             ConsumerInfo {
                 queue,
                 no_ack: c.no_ack,
+                limited,
             },
         );
         if !c.nowait {
@@ -108,15 +117,25 @@ impl Channel {
 /// Writes a delivery to the client and tracks it until it is settled. A
 /// delivery for a consumer this channel no longer has goes back to its queue.
 pub(super) fn deliver(ch: &mut Channel, ctx: &mut Ctx<'_>, d: Delivery) {
-    if ch.closing || !ch.consumers.contains_key(&d.consumer_tag) {
+    let Some(limited) = ch
+        .consumers
+        .get(&d.consumer_tag)
+        .filter(|_| !ch.closing)
+        .map(|c| c.limited)
+    else {
         if !d.no_ack {
             d.queue.send_now(QueueRequest::Return {
                 owner: ch.owner,
                 ids: vec![d.msg_id],
             });
         }
+        if d.limited
+            && let Some(l) = &ch.limiter
+        {
+            l.release(1);
+        }
         return;
-    }
+    };
     let tag = ch.next_tag;
     ch.next_tag += 1;
     if !d.no_ack {
@@ -125,6 +144,7 @@ pub(super) fn deliver(ch: &mut Channel, ctx: &mut Ctx<'_>, d: Delivery) {
             Unacked {
                 queue: d.queue.clone(),
                 msg_id: d.msg_id,
+                limited,
             },
         );
     }

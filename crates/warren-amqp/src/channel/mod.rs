@@ -22,6 +22,7 @@ use warren_core::queue::{MsgId, OwnerId};
 
 use crate::broker::Broker;
 use crate::broker::events::{ConnSender, Delivery, OwnerLink};
+use crate::broker::limiter::Limiter;
 use crate::broker::queue::{QueueHandle, QueueRequest};
 use crate::error::{AmqpError, code};
 
@@ -52,6 +53,8 @@ impl Ctx<'_> {
 pub struct ConsumerInfo {
     pub queue: QueueHandle,
     pub no_ack: bool,
+    /// Under the channel's global prefetch: its deliveries hold limiter permits.
+    pub limited: bool,
 }
 
 /// A delivery the client has not settled yet.
@@ -59,6 +62,8 @@ pub struct ConsumerInfo {
 pub struct Unacked {
     pub queue: QueueHandle,
     pub msg_id: MsgId,
+    /// Holds a permit of the channel's limiter until settled.
+    pub limited: bool,
 }
 
 /// State of one open channel.
@@ -75,6 +80,7 @@ pub struct Channel {
     touched: Vec<QueueHandle>,
     prefetch_consumer: u16,
     prefetch_global: u16,
+    limiter: Option<Arc<Limiter>>,
     pub confirms: Option<Confirms>,
     pub tx: Option<Tx>,
     /// The most recently declared queue (an empty queue name in later methods means it).
@@ -95,6 +101,7 @@ impl Channel {
             touched: Vec::new(),
             prefetch_consumer: 0,
             prefetch_global: 0,
+            limiter: None,
             confirms: None,
             tx: None,
             last_queue: None,
@@ -207,6 +214,10 @@ impl Channel {
     pub async fn teardown(&mut self) {
         for q in self.touched.drain(..) {
             q.send(QueueRequest::OwnerDown { owner: self.owner }).await;
+        }
+        let limited = self.unacked.values().filter(|u| u.limited).count();
+        if let Some(l) = &self.limiter {
+            l.release(u32::try_from(limited).unwrap_or(u32::MAX));
         }
         self.unacked.clear();
         self.consumers.clear();

@@ -128,8 +128,8 @@ impl Channel {
         }
         if class_id != 60 {
             return Err(AmqpError::new(
-                code::FRAME_ERROR,
-                format!("content header for class {class_id}, expected 60"),
+                code::UNEXPECTED_FRAME,
+                format!("expected content header for class 60, got one for class {class_id} instead"),
             ));
         }
         let max = ctx.broker.config().max_message_size;

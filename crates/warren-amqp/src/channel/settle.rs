@@ -47,7 +47,14 @@ impl Channel {
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 if !g.no_ack {
-                    self.unacked.insert(tag, Unacked { queue, msg_id });
+                    self.unacked.insert(
+                        tag,
+                        Unacked {
+                            queue,
+                            msg_id,
+                            limited: false,
+                        },
+                    );
                 }
                 warren_codec::encode_get_ok(
                     ctx.out,
@@ -164,6 +171,10 @@ impl Channel {
 
     /// Sends the settlements to their queues, one request per queue.
     async fn settle(&mut self, settled: Vec<Unacked>, outcome: Outcome) {
+        let limited = settled.iter().filter(|u| u.limited).count();
+        if let Some(l) = &self.limiter {
+            l.release(u32::try_from(limited).unwrap_or(u32::MAX));
+        }
         let mut groups: Vec<(QueueHandle, Vec<MsgId>)> = Vec::new();
         for u in settled {
             match groups.iter_mut().find(|(q, _)| q.same(&u.queue)) {

@@ -221,15 +221,23 @@ impl Connection {
 
     async fn on_channel_method(&mut self, id: u16, method: AMQPClass) -> Result<(), End> {
         let (c, m) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        if id > self.session.channel_max {
-            return Err(AmqpError::new(code::CHANNEL_ERROR, format!("channel {id} is above channel_max"))
-                .on(c, m)
-                .into());
-        }
         let owner = OwnerId(self.broker.next_id());
+        let channel_max = self.session.channel_max;
         let (mut ctx, channels) = self.ctx();
         let Some(ch) = channels.get_mut(&id) else {
             if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
+                let max = usize::from(channel_max);
+                if max != 0 && channels.len() >= max {
+                    return Err(AmqpError::new(
+                        code::NOT_ALLOWED,
+                        format!(
+                            "number of channels opened ({}) has reached the negotiated channel_max ({max})",
+                            channels.len()
+                        ),
+                    )
+                    .on(c, m)
+                    .into());
+                }
                 channels.insert(id, Channel::new(id, owner));
                 ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
                 return Ok(());
