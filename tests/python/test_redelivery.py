@@ -88,3 +88,21 @@ def test_basic_recover_requeues_unacked(broker, channel, uniq):
     channel.basic_ack(0, multiple=True)
     wait_message_count(broker, uniq, 0)
     channel.queue_delete(queue=uniq)
+
+
+def test_silent_consumer_is_dropped_by_heartbeat_timeout(broker, channel, uniq):
+    """A consumer that stops all I/O (stuck process) misses heartbeats; the
+    broker closes its connection and requeues its unacked messages."""
+    declare(channel, uniq, 2)
+    stuck = broker.connect(heartbeat=1)
+    stuck_channel = stuck.channel()
+    got = consume(stuck_channel, uniq, 2)
+    assert [body for _, _, body in got] == [b'm0', b'm1']
+    # No process_data_events from here on: pika neither reads nor sends
+    # heartbeats. The broker must notice within a few heartbeat intervals.
+    wait_message_count(broker, uniq, 2, consumers=0, timeout=10)
+    again = consume(channel, uniq, 2)
+    assert [(body, method.redelivered) for method, _, body in again] == [
+        (b'm0', True), (b'm1', True)]
+    channel.basic_ack(0, multiple=True)
+    channel.queue_delete(queue=uniq)
