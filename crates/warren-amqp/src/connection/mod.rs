@@ -72,9 +72,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         }
         End::Io => tracing::debug!(%peer, "connection lost"),
         End::Closed => {
-            // The close-ok we owe (or the close we answered) is still buffered.
-            let _ = conn.io.flush().await;
+            // The close-ok we owe is still buffered. Then let the client
+            // close the socket first, as it expects to (briefly).
+            let flushed = conn.io.flush().await.is_ok();
+            conn.teardown().await;
+            if flushed {
+                let drain = async { while let Ok(true) = conn.io.fill().await {} };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            }
             tracing::debug!(%peer, "connection closed");
+            return;
         }
     }
     conn.teardown().await;
