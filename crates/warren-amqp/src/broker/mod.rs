@@ -406,6 +406,11 @@ impl Broker {
                 config,
                 auto_delete: def.auto_delete,
                 dead_letter: DeadLetterTarget::from_arguments(&def.arguments),
+                expires_ms: def
+                    .arguments
+                    .get("x-expires")
+                    .and_then(|v| v.as_i64())
+                    .and_then(|v| u64::try_from(v).ok()),
                 mailbox: self.config.queue_mailbox,
             },
             self.me.clone(),

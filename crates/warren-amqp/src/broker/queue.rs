@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 use warren_core::message::Message;
@@ -160,6 +162,8 @@ pub struct QueueSpawn {
     pub config: QueueConfig,
     pub auto_delete: bool,
     pub dead_letter: Option<DeadLetterTarget>,
+    /// `x-expires`: delete the queue after this long unused.
+    pub expires_ms: Option<u64>,
     pub mailbox: usize,
 }
 
@@ -179,6 +183,7 @@ pub fn spawn(spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         credit: BTreeMap::new(),
         credit_order: VecDeque::new(),
         had_consumer: false,
+        last_used: Instant::now(),
         me: handle.clone(),
         spec,
         broker,
@@ -199,6 +204,8 @@ struct Actor {
     credit: BTreeMap<ConsumerKey, CreditConsumer>,
     credit_order: VecDeque<ConsumerKey>,
     had_consumer: bool,
+    /// Last consume/get/declare/cancel, for `x-expires`.
+    last_used: Instant,
     me: QueueHandle,
     spec: QueueSpawn,
     broker: Weak<Broker>,
@@ -214,23 +221,57 @@ fn now_ms() -> u64 {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<QueueRequest>) {
         loop {
-            let timer = self.state.next_expiry().map(|at| {
-                let wait = at.saturating_sub(now_ms());
-                tokio::time::sleep(Duration::from_millis(wait))
-            });
-            let req = match timer {
-                Some(sleep) => tokio::select! {
+            let wake = self.next_wake();
+            let req = match wake {
+                Some(at) => tokio::select! {
                     req = rx.recv() => req,
-                    _ = sleep => { self.apply(Command::Tick); continue; }
+                    _ = tokio::time::sleep_until(at) => {
+                        if self.on_timer() == Flow::Stop { return; }
+                        continue;
+                    }
                 },
                 None => rx.recv().await,
             };
             let Some(req) = req else { return };
+            if !matches!(req, QueueRequest::Publish { .. } | QueueRequest::CreditAvailable) {
+                self.last_used = Instant::now();
+            }
             if self.handle(req) == Flow::Stop {
                 return;
             }
             self.grant_credit();
         }
+    }
+
+    /// When the actor must wake up by itself: the next message expiry, or
+    /// the queue's own expiry (`x-expires`) while it has no consumers.
+    fn next_wake(&self) -> Option<Instant> {
+        let msg = self.state.next_expiry().map(|at| {
+            Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()))
+        });
+        let queue = self
+            .spec
+            .expires_ms
+            .filter(|_| self.state.consumer_count() == 0)
+            .map(|ms| self.last_used + Duration::from_millis(ms));
+        match (msg, queue) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer(&mut self) -> Flow {
+        if let Some(ms) = self.spec.expires_ms
+            && self.state.consumer_count() == 0
+            && self.last_used.elapsed() >= Duration::from_millis(ms)
+        {
+            tracing::debug!(queue = %self.spec.name, "queue expired (x-expires)");
+            self.forget();
+            return Flow::Stop;
+        }
+        self.apply(Command::Tick);
+        self.grant_credit();
+        Flow::Continue
     }
 
     fn apply(&mut self, cmd: Command<Arc<Message>>) -> Reply<Arc<Message>> {
