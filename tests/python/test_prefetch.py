@@ -55,8 +55,10 @@ def test_prefetch_one_slow_and_fast_worker(broker, channel, uniq):
     slow = [body for name, body in log if name == 'slow']
     fast = [body for name, body in log if name == 'fast']
     # The slow worker holds one message at a time for a second; everything
-    # else flows to the fast one (~0.3 s for the lot).
-    assert 1 <= len(slow) <= 3, f'slow got {slow!r}'
-    assert len(fast) >= TOTAL - 3
+    # else flows to the fast one (well under a second for the lot on an idle
+    # machine: slow gets 1-2). Plain round-robin without the prefetch limit
+    # would give slow half; a quarter leaves room for a loaded machine.
+    assert 1 <= len(slow) <= TOTAL // 4, f'slow got {slow!r}'
+    assert len(fast) >= TOTAL - TOTAL // 4
     wait_message_count(broker, uniq, 0)
     channel.queue_delete(queue=uniq)
