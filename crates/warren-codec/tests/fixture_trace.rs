@@ -189,3 +189,25 @@ fn content_properties_parse_and_reencode() {
     let delivered = check_properties(&server);
     assert_eq!(delivered.len(), 5);
 }
+
+/// The real conversation, fed one byte at a time, decodes to the same frames.
+#[test]
+fn trace_fed_byte_by_byte_gives_the_same_frames() {
+    for (name, skip) in [("client-to-server.bin", 8), ("server-to-client.bin", 0)] {
+        let bytes = read(name);
+        let expected: Vec<Frame> = decode_all(&bytes[skip..])
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for b in &bytes[skip..] {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = decode_frame(&mut buf, FRAME_MAX).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(frames, expected, "{name}");
+    }
+}

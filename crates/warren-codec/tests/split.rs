@@ -1,5 +1,7 @@
 //! A valid frame sequence decodes to the same frames however the bytes are
-//! cut: split once at every byte boundary, and fed one byte at a time.
+//! cut: split once at every byte boundary (sequences under 4000 bytes; longer
+//! ones at every n-th boundary), and fed one byte at a time (always every
+//! boundary).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
