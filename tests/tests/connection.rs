@@ -5,7 +5,7 @@ use std::time::Duration;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use warren_e2e::raw::{self, Args, FieldValue, RawConn, lookup};
-use warren_e2e::{expect_code, start, unique, with_timeout};
+use warren_e2e::{EVENT_TIMEOUT, expect_code, start, unique, wait_until, with_timeout};
 
 #[tokio::test]
 async fn server_properties_advertise_rabbitmq_capabilities() -> anyhow::Result<()> {
@@ -190,7 +190,18 @@ async fn client_closes_connection_cleanly() -> anyhow::Result<()> {
         let channel = conn.create_channel().await?;
         assert!(channel.status().connected());
         conn.close(200, "done".into()).await?;
-        assert!(conn.status().closed());
+        // lapin records the state change on its own task after close-ok.
+        let waited = wait_until(
+            EVENT_TIMEOUT,
+            "lapin to see the connection closed",
+            || async { Ok(conn.status().closed().then_some(())) },
+        )
+        .await;
+        anyhow::ensure!(
+            waited.is_ok(),
+            "connection state stuck at {:?}",
+            conn.status()
+        );
         // Nothing can be done on a closed connection's channel.
         let after = channel
             .queue_declare(
