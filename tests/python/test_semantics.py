@@ -218,3 +218,21 @@ def test_concurrent_publishers_and_consumers(broker, channel, uniq):
     # within each consumer; overall each message arrives exactly once.
     wait_message_count(broker, uniq, 0)
     channel.queue_delete(queue=uniq)
+
+
+@pytest.mark.parametrize('global_qos, expected_total', [(False, 4), (True, 2)])
+def test_qos_per_consumer_and_per_channel(connection, channel, uniq, global_qos, expected_total):
+    """prefetch_count 2: per consumer (RabbitMQ's reading of global=false) lets
+    two consumers hold 2 each; global=true shares 2 across the channel."""
+    queues = [f'{uniq}.a', f'{uniq}.b']
+    channel.confirm_delivery()
+    for name in queues:
+        channel.queue_declare(queue=name, exclusive=True)
+        for i in range(5):
+            channel.basic_publish(exchange='', routing_key=name, body=f'{name}:{i}'.encode())
+    channel.basic_qos(prefetch_count=2, global_qos=global_qos)
+    got = []
+    for name in queues:
+        channel.basic_consume(name, lambda _ch, method, _p, body: got.append(body))
+    pump_until(connection, lambda: len(got) > expected_total, limit=1.0)
+    assert len(got) == expected_total, got
