@@ -34,3 +34,8 @@ pub use stats::Percentiles;
 pub async fn run(args: PerfArgs) -> anyhow::Result<()> {
     run::run(args).await
 }
+
+pub use run::measure;
+
+#[cfg(test)]
+mod tests;

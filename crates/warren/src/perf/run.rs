@@ -24,23 +24,40 @@ type Task = (String, JoinHandle<anyhow::Result<()>>);
 
 /// See [`super::run`].
 pub async fn run(args: PerfArgs) -> anyhow::Result<()> {
-    args.validate().map_err(anyhow::Error::msg)?;
-    let topology = Topology::declare(&args).await?;
-    let config = RunConfig::new(&args, &topology.queue, &topology.routing_key);
-    let result = drive(&args, &topology).await;
-    let teardown = topology.teardown().await;
-    let (timings, totals, latency, confirm_latency, errors) = result?;
-    let summary = Summary::new(config, totals, timings, latency, confirm_latency, errors);
+    let summary = measure(&args).await?;
     if args.json {
         println!("{}", summary.to_json()?);
     } else {
         print!("{}", summary.to_text());
     }
-    teardown?;
     if !summary.errors.is_empty() {
         anyhow::bail!("{} producer(s)/consumer(s) failed", summary.errors.len());
     }
     Ok(())
+}
+
+/// Runs the load and returns its summary without printing it (progress lines
+/// aside, per --no-progress). Failures of individual producers or consumers are
+/// listed in [`Summary::errors`]; setup failures are returned as errors.
+pub async fn measure(args: &PerfArgs) -> anyhow::Result<Summary> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let topology = Topology::declare(args).await?;
+    let config = RunConfig::new(args, &topology.queue, &topology.routing_key);
+    let result = drive(args, &topology).await;
+    // The queue is deleted even when the run failed half-way.
+    let teardown = topology.teardown().await;
+    let (timings, totals, latency, confirm_latency, mut errors) = result?;
+    if let Err(e) = teardown {
+        errors.push(format!("teardown: {e:#}"));
+    }
+    Ok(Summary::new(
+        config,
+        totals,
+        timings,
+        latency,
+        confirm_latency,
+        errors,
+    ))
 }
 
 type Outcome = (
@@ -56,6 +73,8 @@ async fn drive(args: &PerfArgs, topology: &Topology) -> anyhow::Result<Outcome> 
     let interrupted = watch_ctrl_c();
     let (stop_consumers, consumers_stop) = watch::channel(false);
     let consumers = start_consumers(args, topology, &stats, &consumers_stop).await?;
+    // Connected before the clock starts, so -z and the rates cover publishing only.
+    let producers = connect_producers(args, topology, &stats).await?;
 
     let start = Instant::now();
     let start_us = unix_micros();
@@ -69,7 +88,16 @@ async fn drive(args: &PerfArgs, topology: &Topology) -> anyhow::Result<Outcome> 
     let ticker = tokio::spawn(Ticker::new(Arc::clone(&stats), start)?.run(ticker_done, output));
 
     let (stop_producers, producers_stop) = watch::channel(false);
-    let producers = start_producers(args, topology, &stats, &producers_stop);
+    let producers: Vec<Task> = producers
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                format!("producer {i}"),
+                tokio::spawn(p.run(producers_stop.clone())),
+            )
+        })
+        .collect();
     let mut errors = Vec::new();
     let publish_elapsed;
     if producers.is_empty() {
@@ -142,12 +170,11 @@ async fn start_consumers(
     Ok(tasks)
 }
 
-fn start_producers(
+async fn connect_producers(
     args: &PerfArgs,
     topology: &Topology,
     stats: &Arc<Stats>,
-    stop: &watch::Receiver<bool>,
-) -> Vec<Task> {
+) -> anyhow::Result<Vec<Producer>> {
     let plan = Arc::new(ProducerPlan {
         exchange: args.exchange.clone(),
         routing_key: topology.routing_key.clone(),
@@ -159,17 +186,13 @@ fn start_producers(
         mandatory: args.is_mandatory(),
         confirm_grace: Duration::from_secs(args.drain_timeout),
     });
-    (0..args.producers as usize)
-        .map(|i| {
-            let uri = args.producer_uri(i).to_string();
-            let (plan, stats, stop) = (Arc::clone(&plan), Arc::clone(stats), stop.clone());
-            let task =
-                tokio::spawn(
-                    async move { Producer::connect(&uri, plan, stats).await?.run(stop).await },
-                );
-            (format!("producer {i}"), task)
-        })
-        .collect()
+    let mut producers = Vec::new();
+    for i in 0..args.producers as usize {
+        let producer =
+            Producer::connect(args.producer_uri(i), Arc::clone(&plan), Arc::clone(stats));
+        producers.push(producer.await?);
+    }
+    Ok(producers)
 }
 
 /// Tells producers to stop at the deadline or on Ctrl-C.
