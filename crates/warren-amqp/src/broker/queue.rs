@@ -291,6 +291,8 @@ impl Actor {
                 let size = msg.size();
                 let expiration_ms = msg.expiration_ms;
                 let reply = self.apply(Command::Enqueue {
+                    // Read before `msg` moves into the command.
+                    priority: msg.priority,
                     msg,
                     size,
                     expiration_ms,
@@ -488,7 +490,7 @@ impl Actor {
         if cond.empty && self.state.message_count() > 0 {
             let e = AmqpError::new(
                 code::PRECONDITION_FAILED,
-                format!("queue '{name}' in vhost '{vhost}' is not empty"),
+                format!("queue '{name}' in vhost '{vhost}' not empty"),
             );
             let _ = reply.send(Err(e));
             return Flow::Continue;
