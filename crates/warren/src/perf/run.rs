@@ -290,12 +290,16 @@ async fn join_all(tasks: Vec<Task>, grace: Option<Duration>) -> Vec<String> {
 }
 
 /// A flag that turns true on the first Ctrl-C, so every phase can end early and
-/// still print what was measured.
+/// still print what was measured; a second Ctrl-C exits at once (130, as shells
+/// report SIGINT) for when the broker no longer answers at all.
 fn watch_ctrl_c() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
         }
     });
     rx
