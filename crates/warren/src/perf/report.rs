@@ -223,14 +223,23 @@ pub fn progress_line(
         Some(p) => format!("latency p50/p99 {}/{} µs", p.p50, p.p99),
         None => "latency p50/p99 -/- µs".to_string(),
     };
-    format!(
+    let mut line = format!(
         "time {:>6.1}s, sent {:>8.0} msg/s, confirmed {:>8.0} msg/s, received {:>8.0} msg/s, {}",
         elapsed_s,
         rate(delta.published, interval_s),
         rate(delta.confirmed, interval_s),
         rate(delta.received, interval_s),
         lat
-    )
+    );
+    // Rare events are shown as counts, and only when they happen, so they stand out.
+    if delta.nacked > 0 || delta.returned > 0 {
+        let _ = write!(
+            line,
+            ", nacked {}, returned {}",
+            delta.nacked, delta.returned
+        );
+    }
+    line
 }
 
 #[cfg(test)]
@@ -366,5 +375,15 @@ mod tests {
         assert!(line.contains("confirmed      500 msg/s"), "{line}");
         assert!(line.contains("received      200 msg/s"), "{line}");
         assert!(line.ends_with("p50/p99 7/9 µs"), "{line}");
+        let bad = CounterSnapshot {
+            nacked: 2,
+            returned: 1,
+            ..Default::default()
+        };
+        let line = progress_line(1.0, &bad, 1.0, None);
+        assert!(
+            line.ends_with("latency p50/p99 -/- µs, nacked 2, returned 1"),
+            "{line}"
+        );
     }
 }
