@@ -411,3 +411,37 @@ pub async fn drain_until_marker(
         bodies.push(body);
     }
 }
+
+/// Long enough for a delivery that was going to happen to have happened;
+/// used with [`expect_no_delivery`] only after the queue's counts show the
+/// broker has settled.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// `basic.consume` with a server-chosen tag and no arguments.
+pub async fn consume(
+    channel: &lapin::Channel,
+    queue: &str,
+    options: lapin::options::BasicConsumeOptions,
+) -> lapin::Result<Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            options,
+            lapin::types::FieldTable::default(),
+        )
+        .await
+}
+
+/// Publishes `m0`..`m{n-1}` to `queue` and waits until all are ready.
+pub async fn fill_queue(channel: &lapin::Channel, queue: &str, n: usize) -> anyhow::Result<()> {
+    for i in 0..n {
+        publish(channel, "", queue, format!("m{i}").as_bytes()).await?;
+    }
+    wait_ready(channel, queue, u32::try_from(n)?).await
+}
+
+/// A delivery's body as text.
+pub fn body_text(delivery: &Delivery) -> String {
+    String::from_utf8_lossy(&delivery.data).into_owned()
+}
