@@ -11,6 +11,11 @@
 //! time: waits poll a condition until a deadline ([`wait_until`]) and every
 //! test body runs under [`with_timeout`].
 //!
+//! Run: `cargo test -p warren-e2e` (in-process Warren), or
+//! `WARREN_TEST_BROKER=127.0.0.1:5672 cargo test -p warren-e2e` (a real
+//! RabbitMQ with guest/guest). Fixtures are read from `WARREN_SHARED_DIR`,
+//! else `../../shared` relative to this package.
+//!
 //! - [`raw`]: a hand-written AMQP frame client for the bad-input tests; it does
 //!   not use warren-codec so that it checks the server independently.
 
