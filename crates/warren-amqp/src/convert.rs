@@ -40,7 +40,9 @@ pub fn value_from_wire(v: &AMQPValue) -> Value {
         },
         AMQPValue::ShortString(s) => Value::ShortString(s.as_str().to_string()),
         AMQPValue::LongString(s) => Value::LongString(Bytes::copy_from_slice(s.as_bytes())),
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(value_from_wire).collect()),
+        AMQPValue::FieldArray(a) => {
+            Value::Array(a.as_slice().iter().map(value_from_wire).collect())
+        }
         AMQPValue::Timestamp(t) => Value::Timestamp(*t),
         AMQPValue::FieldTable(t) => Value::Table(table_from_wire(t)),
         AMQPValue::ByteArray(b) => Value::ByteArray(Bytes::copy_from_slice(b.as_slice())),

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "A clustered AMQP 0-9-1 message broker")]
+#[command(
+    name = "warren",
+    version,
+    about = "A clustered AMQP 0-9-1 message broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

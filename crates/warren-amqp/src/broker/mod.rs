@@ -146,7 +146,12 @@ impl Broker {
         Ok(())
     }
 
-    pub fn delete_exchange(&self, vhost: &str, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub fn delete_exchange(
+        &self,
+        vhost: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), AmqpError> {
         let mut m = self.meta.write();
         let reply = m.apply(MetaCommand::DeleteExchange {
             vhost: vhost.to_string(),
@@ -374,7 +379,14 @@ impl Broker {
         let mut names = Vec::new();
         let mut targets = Vec::new();
         if self
-            .route(vhost, &dl.exchange, &dl.routing_key, headers.as_ref(), &mut names, &mut targets)
+            .route(
+                vhost,
+                &dl.exchange,
+                &dl.routing_key,
+                headers.as_ref(),
+                &mut names,
+                &mut targets,
+            )
             .is_err()
         {
             return;

@@ -233,7 +233,10 @@ impl Actor {
                 None => rx.recv().await,
             };
             let Some(req) = req else { return };
-            if !matches!(req, QueueRequest::Publish { .. } | QueueRequest::CreditAvailable) {
+            if !matches!(
+                req,
+                QueueRequest::Publish { .. } | QueueRequest::CreditAvailable
+            ) {
                 self.last_used = Instant::now();
             }
             if self.handle(req) == Flow::Stop {
@@ -246,9 +249,10 @@ impl Actor {
     /// When the actor must wake up by itself: the next message expiry, or
     /// the queue's own expiry (`x-expires`) while it has no consumers.
     fn next_wake(&self) -> Option<Instant> {
-        let msg = self.state.next_expiry().map(|at| {
-            Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()))
-        });
+        let msg = self
+            .state
+            .next_expiry()
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
         let queue = self
             .spec
             .expires_ms
@@ -435,9 +439,13 @@ impl Actor {
             }
             let mut granted = None;
             for _ in 0..self.credit_order.len() {
-                let Some(key) = self.credit_order.pop_front() else { break };
+                let Some(key) = self.credit_order.pop_front() else {
+                    break;
+                };
                 self.credit_order.push_back(key.clone());
-                let Some(c) = self.credit.get_mut(&key) else { continue };
+                let Some(c) = self.credit.get_mut(&key) else {
+                    continue;
+                };
                 if c.outstanding == 0 && c.limiter.try_acquire(&self.me) {
                     c.outstanding = 1;
                     granted = Some(key);
@@ -445,7 +453,10 @@ impl Actor {
                 }
             }
             let Some(consumer) = granted else { return };
-            self.apply(Command::Credit { consumer, credit: 1 });
+            self.apply(Command::Credit {
+                consumer,
+                credit: 1,
+            });
         }
     }
 
@@ -542,7 +553,13 @@ impl Actor {
         }
     }
 
-    fn deliver(&mut self, consumer: ConsumerKey, msg_id: MsgId, msg: Arc<Message>, redelivered: bool) {
+    fn deliver(
+        &mut self,
+        consumer: ConsumerKey,
+        msg_id: MsgId,
+        msg: Arc<Message>,
+        redelivered: bool,
+    ) {
         let no_ack = self.no_ack.get(&consumer).copied().unwrap_or(false);
         let limited = match self.credit.get_mut(&consumer) {
             Some(c) => {

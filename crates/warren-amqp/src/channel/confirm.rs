@@ -71,7 +71,11 @@ impl Confirms {
                     multiple: false,
                     requeue: false,
                 };
-                warren_codec::encode_method(channel, &AMQPClass::Basic(basic::AMQPMethod::Nack(nack)), out);
+                warren_codec::encode_method(
+                    channel,
+                    &AMQPClass::Basic(basic::AMQPMethod::Nack(nack)),
+                    out,
+                );
             } else {
                 last_ack = Some(seq);
             }
@@ -95,7 +99,11 @@ fn send_ack(channel: u16, tag: u64, out: &mut BytesMut) {
 }
 
 impl Channel {
-    pub(super) fn confirm_select(&mut self, ctx: &mut Ctx<'_>, nowait: bool) -> Result<(), AmqpError> {
+    pub(super) fn confirm_select(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nowait: bool,
+    ) -> Result<(), AmqpError> {
         if self.tx.is_some() {
             return Err(AmqpError::new(
                 code::PRECONDITION_FAILED,

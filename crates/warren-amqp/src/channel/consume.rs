@@ -28,15 +28,26 @@ impl Channel {
         } else {
             self.prefetch_consumer = q.prefetch_count;
         }
-        ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
         Ok(())
     }
 
-
-    pub(super) async fn consume(&mut self, ctx: &mut Ctx<'_>, c: basic::Consume) -> Result<(), AmqpError> {
+    pub(super) async fn consume(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        c: basic::Consume,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(c.queue.as_str())?;
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Read, ResourceKind::Queue, &name)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Read,
+            ResourceKind::Queue,
+            &name,
+        )?;
         let queue = ctx.broker.queue_for(ctx.vhost, &name, ctx.conn_id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             crate::connection::names::consumer_tag()
@@ -92,7 +103,11 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn cancel(&mut self, ctx: &mut Ctx<'_>, c: basic::Cancel) -> Result<(), AmqpError> {
+    pub(super) async fn cancel(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        c: basic::Cancel,
+    ) -> Result<(), AmqpError> {
         let tag = c.consumer_tag.as_str().to_string();
         if let Some(info) = self.consumers.remove(&tag) {
             info.queue

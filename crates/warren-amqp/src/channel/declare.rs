@@ -1,7 +1,9 @@
 //! exchange.* and queue.* methods: declarations, bindings, purge, delete.
 
 use warren_codec::{AMQPClass, spec::exchange, spec::queue};
-use warren_core::meta::{Access, BindingDef, Destination, ExchangeDef, ExchangeKind, QueueDef, ResourceKind};
+use warren_core::meta::{
+    Access, BindingDef, Destination, ExchangeDef, ExchangeKind, QueueDef, ResourceKind,
+};
 
 use super::{Channel, Ctx};
 use crate::broker::queue::DeleteIf;
@@ -9,7 +11,11 @@ use crate::convert::table_from_wire;
 use crate::error::{AmqpError, code};
 
 impl Channel {
-    pub(super) fn exchange_declare(&mut self, ctx: &mut Ctx<'_>, d: exchange::Declare) -> Result<(), AmqpError> {
+    pub(super) fn exchange_declare(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        d: exchange::Declare,
+    ) -> Result<(), AmqpError> {
         let name = d.exchange.as_str();
         if d.passive {
             if ctx.broker.exchange(ctx.vhost, name).is_none() {
@@ -31,8 +37,13 @@ impl Channel {
                     format!("unknown exchange type '{}'", d.kind.as_str()),
                 )
             })?;
-            ctx.broker
-                .check_permission(ctx.user, ctx.vhost, Access::Configure, ResourceKind::Exchange, name)?;
+            ctx.broker.check_permission(
+                ctx.user,
+                ctx.vhost,
+                Access::Configure,
+                ResourceKind::Exchange,
+                name,
+            )?;
             ctx.broker.declare_exchange(
                 ctx.vhost,
                 ExchangeDef {
@@ -46,12 +57,19 @@ impl Channel {
             )?;
         }
         if !d.nowait {
-            ctx.send(self.id, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(super) fn exchange_delete(&mut self, ctx: &mut Ctx<'_>, d: exchange::Delete) -> Result<(), AmqpError> {
+    pub(super) fn exchange_delete(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        d: exchange::Delete,
+    ) -> Result<(), AmqpError> {
         let name = d.exchange.as_str();
         if name.is_empty() {
             return Err(AmqpError::new(
@@ -59,46 +77,91 @@ impl Channel {
                 "operation not permitted on the default exchange",
             ));
         }
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Configure, ResourceKind::Exchange, name)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Configure,
+            ResourceKind::Exchange,
+            name,
+        )?;
         ctx.broker.delete_exchange(ctx.vhost, name, d.if_unused)?;
         if !d.nowait {
-            ctx.send(self.id, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(super) fn exchange_bind(&mut self, ctx: &mut Ctx<'_>, b: exchange::Bind) -> Result<(), AmqpError> {
-        let binding = e2e_binding(ctx, b.source.as_str(), b.destination.as_str(), b.routing_key.as_str(), &b.arguments)?;
+    pub(super) fn exchange_bind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        b: exchange::Bind,
+    ) -> Result<(), AmqpError> {
+        let binding = e2e_binding(
+            ctx,
+            b.source.as_str(),
+            b.destination.as_str(),
+            b.routing_key.as_str(),
+            &b.arguments,
+        )?;
         ctx.broker.bind(ctx.vhost, binding)?;
         if !b.nowait {
-            ctx.send(self.id, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(super) fn exchange_unbind(&mut self, ctx: &mut Ctx<'_>, u: exchange::Unbind) -> Result<(), AmqpError> {
-        let binding = e2e_binding(ctx, u.source.as_str(), u.destination.as_str(), u.routing_key.as_str(), &u.arguments)?;
+    pub(super) fn exchange_unbind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        u: exchange::Unbind,
+    ) -> Result<(), AmqpError> {
+        let binding = e2e_binding(
+            ctx,
+            u.source.as_str(),
+            u.destination.as_str(),
+            u.routing_key.as_str(),
+            &u.arguments,
+        )?;
         ctx.broker.unbind(ctx.vhost, binding)?;
         if !u.nowait {
-            ctx.send(self.id, AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(super) async fn queue_declare(&mut self, ctx: &mut Ctx<'_>, d: queue::Declare) -> Result<(), AmqpError> {
+    pub(super) async fn queue_declare(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        d: queue::Declare,
+    ) -> Result<(), AmqpError> {
         let requested = d.queue.as_str();
         let declared = if d.passive {
             let name = self.queue_name(requested)?;
-            ctx.broker.declare_queue_passive(ctx.vhost, &name, ctx.conn_id).await?
+            ctx.broker
+                .declare_queue_passive(ctx.vhost, &name, ctx.conn_id)
+                .await?
         } else {
             let name = if requested.is_empty() {
                 crate::connection::names::queue_name()
             } else {
                 requested.to_string()
             };
-            ctx.broker
-                .check_permission(ctx.user, ctx.vhost, Access::Configure, ResourceKind::Queue, &name)?;
+            ctx.broker.check_permission(
+                ctx.user,
+                ctx.vhost,
+                Access::Configure,
+                ResourceKind::Queue,
+                &name,
+            )?;
             let def = QueueDef {
                 name,
                 durable: d.durable,
@@ -106,7 +169,9 @@ impl Channel {
                 auto_delete: d.auto_delete,
                 arguments: table_from_wire(&d.arguments),
             };
-            ctx.broker.declare_queue(ctx.vhost, def, ctx.conn_id).await?
+            ctx.broker
+                .declare_queue(ctx.vhost, def, ctx.conn_id)
+                .await?
         };
         self.last_queue = Some(declared.name.clone());
         if !d.nowait {
@@ -136,10 +201,20 @@ impl Channel {
         } else {
             routing_key.to_string()
         };
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Write, ResourceKind::Queue, &queue_name)?;
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Read, ResourceKind::Exchange, exchange)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Write,
+            ResourceKind::Queue,
+            &queue_name,
+        )?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Read,
+            ResourceKind::Exchange,
+            exchange,
+        )?;
         ctx.broker.queue_for(ctx.vhost, &queue_name, ctx.conn_id)?;
         Ok(BindingDef {
             source: exchange.to_string(),
@@ -149,27 +224,65 @@ impl Channel {
         })
     }
 
-    pub(super) fn queue_bind(&mut self, ctx: &mut Ctx<'_>, b: queue::Bind) -> Result<(), AmqpError> {
-        let binding = self.queue_binding(ctx, b.queue.as_str(), b.exchange.as_str(), b.routing_key.as_str(), &b.arguments)?;
+    pub(super) fn queue_bind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        b: queue::Bind,
+    ) -> Result<(), AmqpError> {
+        let binding = self.queue_binding(
+            ctx,
+            b.queue.as_str(),
+            b.exchange.as_str(),
+            b.routing_key.as_str(),
+            &b.arguments,
+        )?;
         ctx.broker.bind(ctx.vhost, binding)?;
         if !b.nowait {
-            ctx.send(self.id, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(super) fn queue_unbind(&mut self, ctx: &mut Ctx<'_>, u: queue::Unbind) -> Result<(), AmqpError> {
-        let binding = self.queue_binding(ctx, u.queue.as_str(), u.exchange.as_str(), u.routing_key.as_str(), &u.arguments)?;
+    pub(super) fn queue_unbind(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        u: queue::Unbind,
+    ) -> Result<(), AmqpError> {
+        let binding = self.queue_binding(
+            ctx,
+            u.queue.as_str(),
+            u.exchange.as_str(),
+            u.routing_key.as_str(),
+            &u.arguments,
+        )?;
         ctx.broker.unbind(ctx.vhost, binding)?;
-        ctx.send(self.id, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+        );
         Ok(())
     }
 
-    pub(super) async fn queue_purge(&mut self, ctx: &mut Ctx<'_>, p: queue::Purge) -> Result<(), AmqpError> {
+    pub(super) async fn queue_purge(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: queue::Purge,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(p.queue.as_str())?;
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Read, ResourceKind::Queue, &name)?;
-        let n = ctx.broker.purge_queue(ctx.vhost, &name, ctx.conn_id).await?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Read,
+            ResourceKind::Queue,
+            &name,
+        )?;
+        let n = ctx
+            .broker
+            .purge_queue(ctx.vhost, &name, ctx.conn_id)
+            .await?;
         if !p.nowait {
             let ok = queue::PurgeOk {
                 message_count: u32::try_from(n).unwrap_or(u32::MAX),
@@ -179,16 +292,29 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn queue_delete(&mut self, ctx: &mut Ctx<'_>, d: queue::Delete) -> Result<(), AmqpError> {
+    pub(super) async fn queue_delete(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        d: queue::Delete,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(d.queue.as_str())?;
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Configure, ResourceKind::Queue, &name)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Configure,
+            ResourceKind::Queue,
+            &name,
+        )?;
         let cond = DeleteIf {
             unused: d.if_unused,
             empty: d.if_empty,
         };
         // Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ).
-        let n = match ctx.broker.delete_queue(ctx.vhost, &name, ctx.conn_id, cond).await {
+        let n = match ctx
+            .broker
+            .delete_queue(ctx.vhost, &name, ctx.conn_id, cond)
+            .await
+        {
             Ok(n) => n,
             Err(e) if e.code == code::NOT_FOUND => 0,
             Err(e) => return Err(e),
@@ -211,10 +337,20 @@ fn e2e_binding(
     routing_key: &str,
     args: &warren_codec::FieldTable,
 ) -> Result<BindingDef, AmqpError> {
-    ctx.broker
-        .check_permission(ctx.user, ctx.vhost, Access::Write, ResourceKind::Exchange, destination)?;
-    ctx.broker
-        .check_permission(ctx.user, ctx.vhost, Access::Read, ResourceKind::Exchange, source)?;
+    ctx.broker.check_permission(
+        ctx.user,
+        ctx.vhost,
+        Access::Write,
+        ResourceKind::Exchange,
+        destination,
+    )?;
+    ctx.broker.check_permission(
+        ctx.user,
+        ctx.vhost,
+        Access::Read,
+        ResourceKind::Exchange,
+        source,
+    )?;
     Ok(BindingDef {
         source: source.to_string(),
         destination: Destination::Exchange(destination.to_string()),

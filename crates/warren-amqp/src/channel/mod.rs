@@ -153,7 +153,9 @@ impl Channel {
                 basic::AMQPMethod::Nack(n) => {
                     self.nack(ctx, n.delivery_tag, n.multiple, n.requeue).await
                 }
-                basic::AMQPMethod::Reject(r) => self.nack(ctx, r.delivery_tag, false, r.requeue).await,
+                basic::AMQPMethod::Reject(r) => {
+                    self.nack(ctx, r.delivery_tag, false, r.requeue).await
+                }
                 basic::AMQPMethod::Recover(r) => self.recover(ctx, r.requeue, true).await,
                 basic::AMQPMethod::RecoverAsync(r) => self.recover(ctx, r.requeue, false).await,
                 _ => Err(unexpected("basic")),
@@ -173,7 +175,9 @@ impl Channel {
                 queue::AMQPMethod::Delete(d) => self.queue_delete(ctx, d).await,
                 _ => Err(unexpected("queue")),
             },
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => self.confirm_select(ctx, s.nowait),
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
+                self.confirm_select(ctx, s.nowait)
+            }
             AMQPClass::Tx(m) => match m {
                 tx::AMQPMethod::Select(_) => self.tx_select(ctx),
                 tx::AMQPMethod::Commit(_) => self.tx_commit(ctx).await,
@@ -182,14 +186,13 @@ impl Channel {
             },
             AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
                 if !f.active {
-                    return Err(AmqpError::new(
-                        code::NOT_IMPLEMENTED,
-                        "active=false",
-                    ));
+                    return Err(AmqpError::new(code::NOT_IMPLEMENTED, "active=false"));
                 }
                 ctx.send(
                     self.id,
-                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })),
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: true,
+                    })),
                 );
                 Ok(())
             }

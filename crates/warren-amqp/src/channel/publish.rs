@@ -98,7 +98,11 @@ pub struct Cache {
 }
 
 impl Channel {
-    pub(super) fn start_publish(&mut self, _ctx: &mut Ctx<'_>, p: basic::Publish) -> Result<(), AmqpError> {
+    pub(super) fn start_publish(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        p: basic::Publish,
+    ) -> Result<(), AmqpError> {
         if p.immediate {
             return Err(AmqpError::new(code::NOT_IMPLEMENTED, "immediate=true"));
         }
@@ -113,7 +117,13 @@ impl Channel {
     }
 
     /// The content header of the pending publish.
-    pub fn on_header(&mut self, ctx: &Ctx<'_>, class_id: u16, size: u64, props: Bytes) -> Result<(), AmqpError> {
+    pub fn on_header(
+        &mut self,
+        ctx: &Ctx<'_>,
+        class_id: u16,
+        size: u64,
+        props: Bytes,
+    ) -> Result<(), AmqpError> {
         let Some(p) = self.publish.as_mut() else {
             return Err(AmqpError::new(
                 code::UNEXPECTED_FRAME,
@@ -129,7 +139,9 @@ impl Channel {
         if class_id != 60 {
             return Err(AmqpError::new(
                 code::UNEXPECTED_FRAME,
-                format!("expected content header for class 60, got one for class {class_id} instead"),
+                format!(
+                    "expected content header for class 60, got one for class {class_id} instead"
+                ),
             ));
         }
         let max = ctx.broker.config().max_message_size;
@@ -174,11 +186,19 @@ impl Channel {
         if def.internal {
             return Err(AmqpError::new(
                 code::ACCESS_REFUSED,
-                format!("cannot publish to internal exchange '{exchange}' in vhost '{}'", ctx.vhost),
+                format!(
+                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                    ctx.vhost
+                ),
             ));
         }
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Write, ResourceKind::Exchange, exchange)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Write,
+            ResourceKind::Exchange,
+            exchange,
+        )?;
         self.publish_cache.checked_exchange = Some(exchange.to_string());
         Ok(())
     }
@@ -251,7 +271,10 @@ fn build_message(
     body: Bytes,
 ) -> Result<(Message, Option<Table>), AmqpError> {
     let props = warren_codec::parse_properties(&properties).map_err(|e| {
-        AmqpError::new(code::SYNTAX_ERROR, format!("malformed content header properties: {e}"))
+        AmqpError::new(
+            code::SYNTAX_ERROR,
+            format!("malformed content header properties: {e}"),
+        )
     })?;
     if let Some(claimed) = props.user_id()
         && claimed.as_str() != user

@@ -20,8 +20,13 @@ enum Outcome {
 impl Channel {
     pub(super) async fn get(&mut self, ctx: &mut Ctx<'_>, g: basic::Get) -> Result<(), AmqpError> {
         let name = self.queue_name(g.queue.as_str())?;
-        ctx.broker
-            .check_permission(ctx.user, ctx.vhost, Access::Read, ResourceKind::Queue, &name)?;
+        ctx.broker.check_permission(
+            ctx.user,
+            ctx.vhost,
+            Access::Read,
+            ResourceKind::Queue,
+            &name,
+        )?;
         let queue = ctx.broker.queue_for(ctx.vhost, &name, ctx.conn_id)?;
         self.touch(&queue);
         let link = self.link(ctx);
@@ -36,7 +41,10 @@ impl Channel {
             .await??;
         match r {
             GetResult::Empty => {
-                ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+                ctx.send(
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                );
             }
             GetResult::Ok {
                 msg_id,
@@ -73,7 +81,12 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn ack(&mut self, ctx: &mut Ctx<'_>, tag: u64, multiple: bool) -> Result<(), AmqpError> {
+    pub(super) async fn ack(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<(), AmqpError> {
         if self.tx.is_some() {
             self.check_tag(tag, multiple)?;
             if let Some(t) = self.tx.as_mut() {
@@ -105,7 +118,12 @@ impl Channel {
         self.apply_nack(ctx, tag, multiple, requeue).await
     }
 
-    pub(super) async fn apply_ack(&mut self, _ctx: &mut Ctx<'_>, tag: u64, multiple: bool) -> Result<(), AmqpError> {
+    pub(super) async fn apply_ack(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<(), AmqpError> {
         let settled = self.take_tags(tag, multiple)?;
         self.settle(settled, Outcome::Ack).await;
         Ok(())
@@ -128,14 +146,22 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn recover(&mut self, ctx: &mut Ctx<'_>, requeue: bool, reply: bool) -> Result<(), AmqpError> {
+    pub(super) async fn recover(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        requeue: bool,
+        reply: bool,
+    ) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::new(code::NOT_IMPLEMENTED, "requeue=false"));
         }
         let all: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
         self.settle(all, Outcome::Requeue).await;
         if reply {
-            ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+            ctx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+            );
         }
         Ok(())
     }
@@ -195,5 +221,8 @@ impl Channel {
 }
 
 fn unknown_tag(tag: u64) -> AmqpError {
-    AmqpError::new(code::PRECONDITION_FAILED, format!("unknown delivery tag {tag}"))
+    AmqpError::new(
+        code::PRECONDITION_FAILED,
+        format!("unknown delivery tag {tag}"),
+    )
 }

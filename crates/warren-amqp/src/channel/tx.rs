@@ -13,8 +13,15 @@ use crate::error::{AmqpError, code};
 /// A settlement held by a transaction.
 #[derive(Debug, Clone, Copy)]
 pub enum TxSettle {
-    Ack { tag: u64, multiple: bool },
-    Nack { tag: u64, multiple: bool, requeue: bool },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
 }
 
 /// Transaction state of a channel.
@@ -35,7 +42,10 @@ impl Channel {
         if self.tx.is_none() {
             self.tx = Some(Tx::default());
         }
-        ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+        );
         Ok(())
     }
 
@@ -61,7 +71,10 @@ impl Channel {
                 } => self.apply_nack(ctx, tag, multiple, requeue).await?,
             }
         }
-        ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+        );
         Ok(())
     }
 
@@ -74,7 +87,10 @@ impl Channel {
         };
         t.publishes.clear();
         t.settles.clear();
-        ctx.send(self.id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+        ctx.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+        );
         Ok(())
     }
 }

@@ -38,7 +38,9 @@ pub async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Sessi
     };
     let creds = sasl::parse(start_ok.mechanism.as_str(), start_ok.response.as_bytes()).map_err(
         |e| match e {
-            sasl::SaslError::UnknownMechanism(_) => AmqpError::new(code::COMMAND_INVALID, e.to_string()),
+            sasl::SaslError::UnknownMechanism(_) => {
+                AmqpError::new(code::COMMAND_INVALID, e.to_string())
+            }
             sasl::SaslError::Malformed(_) => AmqpError::new(code::ACCESS_REFUSED, e.to_string()),
         },
     )?;
@@ -114,7 +116,9 @@ async fn expect(io: &mut Io) -> Result<connection::AMQPMethod, End> {
                 AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
                     io.send(
                         0,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
                     );
                     let _ = io.flush().await;
                     return Err(End::Closed);
@@ -128,7 +132,10 @@ async fn expect(io: &mut Io) -> Result<connection::AMQPMethod, End> {
 }
 
 fn unexpected(what: &str) -> AmqpError {
-    AmqpError::new(code::COMMAND_INVALID, format!("expected {what} during the handshake"))
+    AmqpError::new(
+        code::COMMAND_INVALID,
+        format!("expected {what} during the handshake"),
+    )
 }
 
 fn authenticate(
@@ -150,7 +157,7 @@ fn authenticate(
         tracing::warn!(user = %creds.user, %peer, "authentication failed");
         return Err(refused());
     }
-    if broker.config().loopback_users.iter().any(|u| *u == creds.user) && !peer.ip().is_loopback() {
+    if broker.config().loopback_users.contains(&creds.user) && !peer.ip().is_loopback() {
         tracing::warn!(user = %creds.user, %peer, "loopback-only user connected from a remote address");
         return Err(AmqpError::new(
             code::ACCESS_REFUSED,

@@ -98,7 +98,10 @@ impl Io {
             class_id: e.class_id,
             method_id: e.method_id,
         };
-        self.send(0, AMQPClass::Connection(connection::AMQPMethod::Close(close)));
+        self.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(close)),
+        );
         if self.flush().await.is_err() {
             return;
         }

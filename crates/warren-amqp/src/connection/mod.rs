@@ -39,7 +39,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
     let mut io = Io::new(stream, warren_codec::FRAME_MIN_SIZE);
     let timeout = Duration::from_secs(broker.config().handshake_timeout_secs);
-    let session = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+    let session = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(End::Error(e))) => {
             tracing::info!(%peer, error = %e, "handshake refused");
@@ -101,7 +102,9 @@ struct Connection {
 impl Connection {
     async fn run(&mut self, mut events: mpsc::UnboundedReceiver<ConnEvent>) -> End {
         let hb = u64::from(self.session.heartbeat_secs);
-        let mut tick = tokio::time::interval(Duration::from_secs(hb.max(1)).min(Duration::from_secs(hb.max(2) / 2)));
+        let mut tick = tokio::time::interval(
+            Duration::from_secs(hb.max(1)).min(Duration::from_secs(hb.max(2) / 2)),
+        );
         loop {
             if let Err(end) = self.drain_frames().await {
                 return end;
@@ -174,7 +177,10 @@ impl Connection {
                 class_id,
                 body_size,
                 properties,
-            } => self.on_header(channel, class_id, body_size, properties).await,
+            } => {
+                self.on_header(channel, class_id, body_size, properties)
+                    .await
+            }
             Frame::Body { channel, payload } => self.on_body(channel, payload).await,
         }
     }
@@ -202,12 +208,11 @@ impl Connection {
             AMQPClass::Connection(
                 connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
             ) => Ok(()),
-            _ => Err(AmqpError::new(
-                code::CHANNEL_ERROR,
-                "unexpected method on channel 0",
-            )
-            .on(c, m)
-            .into()),
+            _ => Err(
+                AmqpError::new(code::CHANNEL_ERROR, "unexpected method on channel 0")
+                    .on(c, m)
+                    .into(),
+            ),
         }
     }
 
@@ -246,10 +251,17 @@ impl Connection {
                     .into());
                 }
                 channels.insert(id, Channel::new(id, owner));
-                ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+                ctx.send(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                );
                 return Ok(());
             }
-            return Err(AmqpError::new(code::CHANNEL_ERROR, "expected 'channel.open'").on(c, m).into());
+            return Err(
+                AmqpError::new(code::CHANNEL_ERROR, "expected 'channel.open'")
+                    .on(c, m)
+                    .into(),
+            );
         };
         if ch.closing {
             // After our channel.close only close/close-ok count.
@@ -258,7 +270,10 @@ impl Connection {
                     channels.remove(&id);
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                    ctx.send(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
                     channels.remove(&id);
                 }
                 _ => {}
@@ -275,13 +290,19 @@ impl Connection {
             .into());
         }
         match method {
-            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
-                Err(AmqpError::new(code::CHANNEL_ERROR, "second 'channel.open' seen").on(c, m).into())
-            }
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::new(
+                code::CHANNEL_ERROR,
+                "second 'channel.open' seen",
+            )
+            .on(c, m)
+            .into()),
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 ch.teardown().await;
                 channels.remove(&id);
-                ctx.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                ctx.send(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(()),
@@ -292,7 +313,13 @@ impl Connection {
         }
     }
 
-    async fn on_header(&mut self, id: u16, class_id: u16, size: u64, props: bytes::Bytes) -> Result<(), End> {
+    async fn on_header(
+        &mut self,
+        id: u16,
+        class_id: u16,
+        size: u64,
+        props: bytes::Bytes,
+    ) -> Result<(), End> {
         let (mut ctx, channels) = self.ctx();
         let ch = content_channel(channels, id)?;
         let Some(ch) = ch else { return Ok(()) };
@@ -337,7 +364,8 @@ impl Connection {
             class_id: e.class_id,
             method_id: e.method_id,
         };
-        self.io.send(id, AMQPClass::Channel(channel::AMQPMethod::Close(close)));
+        self.io
+            .send(id, AMQPClass::Channel(channel::AMQPMethod::Close(close)));
         Ok(())
     }
 
@@ -382,7 +410,10 @@ impl Connection {
 
 /// The channel a content frame belongs to: `Ok(None)` if it is closing (the
 /// frame is dropped), an error if it was never opened.
-fn content_channel(channels: &mut BTreeMap<u16, Channel>, id: u16) -> Result<Option<&mut Channel>, End> {
+fn content_channel(
+    channels: &mut BTreeMap<u16, Channel>,
+    id: u16,
+) -> Result<Option<&mut Channel>, End> {
     match channels.get_mut(&id) {
         None => Err(AmqpError::new(code::CHANNEL_ERROR, "expected 'channel.open'").into()),
         Some(ch) if ch.closing => Ok(None),

@@ -84,7 +84,13 @@ mod tests {
     #[test]
     fn plain_with_and_without_authzid() {
         let c = parse("PLAIN", b"\0guest\0pw").unwrap();
-        assert_eq!(c, Credentials { user: "guest".into(), password: "pw".into() });
+        assert_eq!(
+            c,
+            Credentials {
+                user: "guest".into(),
+                password: "pw".into()
+            }
+        );
         let c = parse("PLAIN", b"admin\0guest\0pw").unwrap();
         assert_eq!(c.user, "guest");
         assert_eq!(parse("PLAIN", b"guest"), Err(SaslError::Malformed("PLAIN")));
@@ -101,8 +107,17 @@ mod tests {
             t.extend_from_slice(v.as_bytes());
         }
         let c = parse("AMQPLAIN", &t).unwrap();
-        assert_eq!(c, Credentials { user: "app1".into(), password: "s3cret".into() });
-        assert_eq!(parse("AMQPLAIN", &t[..t.len() - 2]), Err(SaslError::Malformed("AMQPLAIN")));
+        assert_eq!(
+            c,
+            Credentials {
+                user: "app1".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert_eq!(
+            parse("AMQPLAIN", &t[..t.len() - 2]),
+            Err(SaslError::Malformed("AMQPLAIN"))
+        );
     }
 
     #[test]
