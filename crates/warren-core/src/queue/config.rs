@@ -9,6 +9,9 @@ use super::error::{QueueError, UNNAMED};
 /// Largest TTL RabbitMQ accepts (`?MAX_EXPIRY_TIMER`, 2^32 - 1 ms).
 const MAX_EXPIRY_MS: i64 = 4_294_967_295;
 
+/// Largest x-max-priority RabbitMQ accepts (`?MAX_SUPPORTED_PRIORITY`).
+const MAX_PRIORITY: u64 = 255;
+
 /// What happens when a publish would take the queue over its length limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Overflow {
@@ -39,6 +42,11 @@ pub struct QueueConfig {
     pub delivery_limit: Option<u32>,
     /// x-single-active-consumer
     pub single_active_consumer: bool,
+    /// x-max-priority: deliver higher `priority` properties first, with
+    /// priorities above this treated as this. `None`: a plain FIFO that
+    /// ignores the property. `Some(0)` is accepted (as RabbitMQ does) and
+    /// behaves as a FIFO. Only an argument in RabbitMQ, never a policy.
+    pub max_priority: Option<u8>,
 }
 
 impl QueueConfig {
@@ -60,6 +68,7 @@ impl QueueConfig {
                 "x-single-active-consumer" => {
                     boolean(value).map(|v| config.single_active_consumer = v)
                 }
+                "x-max-priority" => max_priority(value).map(|v| config.max_priority = Some(v)),
                 _ => Ok(()),
             };
             checked.map_err(|reason| QueueError::InvalidArgument {
@@ -123,9 +132,20 @@ fn non_neg_int(value: &Value) -> Result<u64, String> {
 fn expiry(value: &Value) -> Result<u64, String> {
     let v = non_neg_int(value)?;
     if v > MAX_EXPIRY_MS.unsigned_abs() {
-        return Err(format!("{{value_too_large,{v}}}"));
+        // rabbit_misc:check_expiry/1's term.
+        return Err(format!("{{value_too_big,{v}}}"));
     }
     Ok(v)
+}
+
+/// `rabbit_amqqueue:check_max_priority_arg/2`: a non-negative integer up
+/// to 255.
+fn max_priority(value: &Value) -> Result<u8, String> {
+    let v = non_neg_int(value)?;
+    if v > MAX_PRIORITY {
+        return Err(format!("{{max_value_exceeded,{v}}}"));
+    }
+    Ok(u8::try_from(v).unwrap_or(u8::MAX))
 }
 
 fn delivery_limit(value: &Value) -> Result<Option<u32>, String> {

@@ -1,5 +1,5 @@
-//! Enqueue with length limits (x-max-length, x-max-length-bytes, x-overflow),
-//! and purge.
+//! Enqueue with priorities (x-max-priority) and length limits
+//! (x-max-length, x-max-length-bytes, x-overflow), and purge.
 
 use super::config::Overflow;
 use super::state::{Msg, QueueState};
@@ -12,6 +12,7 @@ impl<M: Clone> QueueState<M> {
         payload: M,
         size: u64,
         expiration_ms: Option<u64>,
+        priority: u8,
         fx: &mut Vec<Effect<M>>,
     ) -> Reply<M> {
         if self.config.overflow != Overflow::DropHead && self.would_overflow(size) {
@@ -28,6 +29,7 @@ impl<M: Clone> QueueState<M> {
             size,
             expiry: self.expiry_for(meta.now_ms, expiration_ms),
             delivery_count: 0,
+            priority: self.level_for(priority),
             payload,
         };
         self.next_msg_id += 1;
@@ -55,12 +57,23 @@ impl<M: Clone> QueueState<M> {
         let bytes = self
             .config
             .max_length_bytes
-            .is_some_and(|max| self.ready_bytes.saturating_add(size) > max);
+            .is_some_and(|max| self.ready.bytes().saturating_add(size) > max);
         count || bytes
     }
 
-    /// Drop-head overflow: dead-letter the oldest ready messages until the
-    /// queue is within its limits.
+    /// The level a message with this `priority` property is kept at: capped
+    /// at `x-max-priority` (RabbitMQ treats a higher one as the maximum); all
+    /// messages share level 0 in a queue without priorities.
+    fn level_for(&self, priority: u8) -> u8 {
+        self.config.max_priority.map_or(0, |max| priority.min(max))
+    }
+
+    /// Drop-head overflow: dead-letter ready messages from the head of the
+    /// delivery order until the queue is within its limits. Under
+    /// priorities that is the highest priority's oldest message, as in
+    /// RabbitMQ (`rabbit_priority_queue:drop/2` takes the first non-empty
+    /// sub-queue; its docs warn that high-priority messages may be dropped
+    /// to make way for lower ones).
     pub(super) fn drop_heads_over_limit(&mut self, fx: &mut Vec<Effect<M>>) {
         loop {
             let count = self
@@ -70,7 +83,7 @@ impl<M: Clone> QueueState<M> {
             let bytes = self
                 .config
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes > max);
+                .is_some_and(|max| self.ready.bytes() > max);
             if !(count || bytes) {
                 return;
             }
@@ -85,9 +98,7 @@ impl<M: Clone> QueueState<M> {
     /// RabbitMQ); unacked ones stay with their consumers.
     pub(super) fn purge(&mut self) -> Reply<M> {
         let count = self.message_count();
-        self.returns.clear();
-        self.messages.clear();
-        self.ready_bytes = 0;
+        self.ready.clear();
         Reply::Purged { count }
     }
 }

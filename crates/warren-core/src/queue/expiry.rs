@@ -1,7 +1,8 @@
 //! Message TTL. As in RabbitMQ, messages expire only when they reach the
 //! head of the queue: a Tick, a dispatch or a get removes expired heads, so
 //! a message with a short per-message TTL behind a long-lived one waits for
-//! it (the price of never scanning the whole queue). The driver asks
+//! it (the price of never scanning the whole queue), and in a priority
+//! queue an expired low-priority message waits behind live higher ones. The driver asks
 //! `next_expiry` when to send the next Tick.
 
 use super::state::QueueState;
@@ -18,22 +19,10 @@ impl<M: Clone> QueueState<M> {
         ttl.map(|t| now_ms.saturating_add(t))
     }
 
-    /// Removes expired messages from the head of the returned messages and
-    /// from the head of the fresh ones, dead-lettering them.
+    /// Removes expired messages from the heads (see `Ready::expire_heads`
+    /// for which heads count under priorities), dead-lettering them.
     pub(super) fn expire_heads(&mut self, now_ms: u64, fx: &mut Vec<Effect<M>>) {
-        while let Some(entry) = self.returns.first_entry() {
-            if !entry.get().is_expired(now_ms) {
-                break;
-            }
-            let msg = entry.remove();
-            self.ready_bytes -= msg.size;
-            self.dead_letter(msg, DeadLetterReason::Expired, fx);
-        }
-        while self.messages.front().is_some_and(|m| m.is_expired(now_ms)) {
-            let Some(msg) = self.messages.pop_front() else {
-                break;
-            };
-            self.ready_bytes -= msg.size;
+        for msg in self.ready.expire_heads(now_ms) {
             self.dead_letter(msg, DeadLetterReason::Expired, fx);
         }
     }

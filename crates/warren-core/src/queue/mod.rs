@@ -18,15 +18,21 @@
 //! Semantics worth knowing (RabbitMQ's unless said otherwise):
 //! - Dispatch is round-robin over consumers with capacity, in subscription
 //!   order; under single-active-consumer only the oldest consumer receives.
+//! - With `x-max-priority`, higher priorities go first (one sub-queue per
+//!   priority, as `rabbit_priority_queue`); the rules below hold within
+//!   each priority. Without it the `priority` property is ignored.
 //! - Requeued messages go out before never-delivered ones, in id order, with
 //!   `redelivered`; `delivery_count` counts requeues (consumer gone included),
 //!   and a message requeued more than `delivery_limit` times is dropped.
 //! - Only heads expire (Tick, dispatch and get remove expired heads).
+//! - Drop-head overflow drops the head of the delivery order, i.e. under
+//!   priorities the oldest message of the highest priority (RabbitMQ too).
 //! - Length limits count ready messages only; purge removes ready ones only.
 //! - Cancelling a consumer leaves its unacked messages with its channel.
 //!
 //! Files, one operation each: `types` (commands, replies, effects), `config`
-//! (x-arguments), `error`, `state` (the state and its accessors), `enqueue`
+//! (x-arguments), `error`, `state` (the state and its accessors), `ready`
+//! (ready messages by priority, in delivery order), `enqueue`
 //! (length limits, purge), `checkout` (consumers, get, dispatch), `settle`
 //! (ack, requeue, discard, owner down), `expiry` (TTL), `policy` (runtime
 //! changes of the settings).
@@ -37,6 +43,7 @@ mod enqueue;
 mod error;
 mod expiry;
 mod policy;
+mod ready;
 mod settle;
 mod state;
 mod types;
@@ -64,7 +71,8 @@ pub fn apply<M: Clone>(
             msg,
             size,
             expiration_ms,
-        } => state.enqueue(meta, msg, size, expiration_ms, &mut fx),
+            priority,
+        } => state.enqueue(meta, msg, size, expiration_ms, priority, &mut fx),
         Command::Subscribe {
             consumer,
             prefetch,

@@ -1,5 +1,10 @@
 //! Runtime changes of a queue's settings, as a RabbitMQ policy applies them
 //! to a live queue.
+//!
+//! `max_priority` is not a policy key in RabbitMQ, so a driver keeps the
+//! declared one; should it change anyway, queued messages keep the level
+//! they arrived with (as they keep their expiry) and only new ones use the
+//! new cap.
 
 use super::config::{Overflow, QueueConfig};
 use super::state::QueueState;

@@ -1,14 +1,16 @@
 //! The queue's state: ready messages, checked-out messages, consumers.
 //!
 //! Per message the state keeps only (id, size, expiry, delivery count,
-//! payload); the payload is an `Arc<Message>` in memory or a log index in
-//! the replicated driver. All collections are ordered (BTreeMap, VecDeque)
-//! so that iteration, and hence dispatch, is the same on every replica.
+//! priority, payload); the payload is an `Arc<Message>` in memory or a log
+//! index in the replicated driver. All collections are ordered (BTreeMap,
+//! VecDeque) so that iteration, and hence dispatch, is the same on every
+//! replica.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use super::config::QueueConfig;
 use super::error::{UNNAMED, resource_name};
+use super::ready::Ready;
 use super::types::{ConsumerKey, DeadLetterReason, Effect, MsgId, OwnerId};
 
 /// One message held by the queue.
@@ -20,6 +22,10 @@ pub(super) struct Msg<M> {
     pub(super) expiry: Option<u64>,
     /// Times it went back to the queue; > 0 means "redelivered".
     pub(super) delivery_count: u32,
+    /// Its priority level: the `priority` property capped at the queue's
+    /// `x-max-priority` when it arrived, 0 in a queue without priorities.
+    /// (Fits in the padding after `delivery_count`: costs no space.)
+    pub(super) priority: u8,
     pub(super) payload: M,
 }
 
@@ -79,11 +85,8 @@ pub struct QueueState<M> {
     /// How errors name this queue ("queue 'q' in vhost '/'").
     pub(super) resource: String,
     pub(super) next_msg_id: MsgId,
-    /// Requeued messages, delivered before `messages`, in id order.
-    pub(super) returns: BTreeMap<MsgId, Msg<M>>,
-    /// Never-delivered messages in arrival order.
-    pub(super) messages: VecDeque<Msg<M>>,
-    pub(super) ready_bytes: u64,
+    /// Ready messages, by priority, in delivery order.
+    pub(super) ready: Ready<M>,
     pub(super) checked_out: BTreeMap<MsgId, CheckedOut<M>>,
     pub(super) unacked_bytes: u64,
     /// Consumers by subscription sequence number (= subscription order).
@@ -101,9 +104,7 @@ impl<M: Clone> QueueState<M> {
             config,
             resource: UNNAMED.to_owned(),
             next_msg_id: 1,
-            returns: BTreeMap::new(),
-            messages: VecDeque::new(),
-            ready_bytes: 0,
+            ready: Ready::new(),
             checked_out: BTreeMap::new(),
             unacked_bytes: 0,
             consumers: BTreeMap::new(),
@@ -125,7 +126,7 @@ impl<M: Clone> QueueState<M> {
 
     /// Ready messages (what queue.declare-ok reports).
     pub fn message_count(&self) -> u64 {
-        (self.returns.len() + self.messages.len()) as u64
+        self.ready.len()
     }
 
     /// Subscribed consumers (what queue.declare-ok reports).
@@ -139,12 +140,12 @@ impl<M: Clone> QueueState<M> {
 
     /// Bytes of ready and unacked messages.
     pub fn total_bytes(&self) -> u64 {
-        self.ready_bytes + self.unacked_bytes
+        self.ready.bytes() + self.unacked_bytes
     }
 
     /// Bytes of ready messages (what x-max-length-bytes limits).
     pub fn ready_bytes(&self) -> u64 {
-        self.ready_bytes
+        self.ready.bytes()
     }
 
     /// No consumers (queue.delete if-unused).
@@ -155,18 +156,12 @@ impl<M: Clone> QueueState<M> {
     /// Earliest absolute ms at which a `Tick` would expire something. Only
     /// queue heads expire (as in RabbitMQ), so only heads are looked at.
     pub fn next_expiry(&self) -> Option<u64> {
-        let ret = self.returns.values().next().and_then(|m| m.expiry);
-        let fresh = self.messages.front().and_then(|m| m.expiry);
-        match (ret, fresh) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.ready.next_expiry()
     }
 
-    /// Ids of ready messages in delivery order.
+    /// Ids of ready messages in delivery order (highest priority first).
     pub fn ready_ids(&self) -> Vec<MsgId> {
-        let ret = self.returns.keys().copied();
-        ret.chain(self.messages.iter().map(|m| m.id)).collect()
+        self.ready.iter().map(|m| m.id).collect()
     }
 
     /// Ids of the messages checked out to `owner`, ascending.
@@ -180,7 +175,7 @@ impl<M: Clone> QueueState<M> {
     /// index, so these are the "live indexes": log entries not listed here
     /// can be compacted away even when acks arrive out of order.
     pub fn payloads(&self) -> impl Iterator<Item = &M> {
-        let ready = self.returns.values().chain(self.messages.iter());
+        let ready = self.ready.iter();
         let out = self.checked_out.values().map(|c| &c.msg);
         ready.chain(out).map(|m| &m.payload)
     }
@@ -211,23 +206,17 @@ impl<M: Clone> QueueState<M> {
     }
 
     pub(super) fn push_ready(&mut self, msg: Msg<M>) {
-        self.ready_bytes += msg.size;
-        self.messages.push_back(msg);
+        self.ready.push_fresh(msg);
     }
 
     pub(super) fn push_return(&mut self, msg: Msg<M>) {
-        self.ready_bytes += msg.size;
-        self.returns.insert(msg.id, msg);
+        self.ready.push_return(msg);
     }
 
-    /// Removes the next message to deliver: returns first, then fresh ones.
+    /// Removes the next message to deliver: highest priority first, and
+    /// within it requeued ones first, then fresh ones.
     pub(super) fn pop_head(&mut self) -> Option<Msg<M>> {
-        let msg = match self.returns.pop_first() {
-            Some((_, m)) => m,
-            None => self.messages.pop_front()?,
-        };
-        self.ready_bytes -= msg.size;
-        Some(msg)
+        self.ready.pop_head()
     }
 
     /// Drops a message, telling the driver to dead-letter it if the queue

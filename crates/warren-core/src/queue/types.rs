@@ -47,11 +47,14 @@ impl ConsumerKey {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command<M> {
     /// Publish one message. `expiration_ms` is the per-message TTL
-    /// (relative); the queue TTL, if shorter, wins.
+    /// (relative); the queue TTL, if shorter, wins. `priority` is the
+    /// message's `priority` property (0 when absent); only a queue with
+    /// `x-max-priority` acts on it.
     Enqueue {
         msg: M,
         size: u64,
         expiration_ms: Option<u64>,
+        priority: u8,
     },
     /// basic.consume. `prefetch` 0 means unlimited.
     Subscribe {

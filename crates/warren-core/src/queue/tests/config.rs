@@ -26,6 +26,7 @@ fn parses_every_supported_argument() {
         ("x-dead-letter-exchange", text("")),
         ("x-delivery-limit", Value::I8(5)),
         ("x-single-active-consumer", Value::Bool(true)),
+        ("x-max-priority", Value::U8(10)),
         ("x-queue-type", text("quorum")),
     ]);
     let expected = QueueConfig {
@@ -36,6 +37,7 @@ fn parses_every_supported_argument() {
         dead_letter: true,
         delivery_limit: Some(5),
         single_active_consumer: true,
+        max_priority: Some(10),
     };
     assert_eq!(QueueConfig::from_arguments(&args), Ok(expected));
     assert_eq!(
@@ -76,7 +78,7 @@ fn invalid_values_get_rabbitmq_texts() {
         (
             "x-message-ttl",
             Value::I64(4_294_967_296),
-            "{value_too_large,4294967296}",
+            "{value_too_big,4294967296}",
         ),
         (
             "x-max-length-bytes",
@@ -116,4 +118,34 @@ fn unnamed_error_still_reads() {
     let expected =
         "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue: {value_negative,-2}";
     assert_eq!(err.as_deref(), Some(expected));
+}
+
+#[test]
+fn max_priority_accepts_0_to_255() {
+    let parse = |v: Value| {
+        QueueConfig::from_arguments(&table(&[("x-max-priority", v)])).map(|c| c.max_priority)
+    };
+    assert_eq!(parse(Value::U8(10)), Ok(Some(10)));
+    assert_eq!(parse(Value::I32(255)), Ok(Some(255)));
+    // RabbitMQ accepts 0: one level, i.e. a plain FIFO.
+    assert_eq!(parse(Value::I64(0)), Ok(Some(0)));
+    assert_eq!(QueueConfig::default().max_priority, None);
+}
+
+#[test]
+fn invalid_max_priority_gets_rabbitmq_texts() {
+    let prefix = "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'q' in vhost '/'";
+    let cases = [
+        (Value::I32(256), "{max_value_exceeded,256}"),
+        (Value::I64(1 << 40), "{max_value_exceeded,1099511627776}"),
+        (Value::I16(-1), "{value_negative,-1}"),
+        (text("10"), "\"expected integer, got longstr\""),
+        (Value::F32(5.0), "\"expected integer, got float\""),
+    ];
+    for (value, reason) in cases {
+        assert_eq!(
+            error_text("x-max-priority", value),
+            format!("{prefix}: {reason}")
+        );
+    }
 }

@@ -14,6 +14,7 @@ fn enqueue_exp(msg: M, expiration_ms: u64) -> Command<M> {
         msg,
         size: msg.len() as u64,
         expiration_ms: Some(expiration_ms),
+        priority: 0,
     }
 }
 

@@ -1,11 +1,13 @@
 //! Tests of the queue machine: exact replies and effects per behaviour
-//! (`scenarios`, `limits`), argument parsing (`config`), and random command
-//! sequences checked against invariants (`prop`).
+//! (`scenarios`, `limits`, `priority`), argument parsing (`config`), and
+//! random command sequences checked against invariants (`prop`).
 
 mod config;
 mod limits;
 mod model;
+mod priority;
 mod prop;
+mod ready_model;
 mod scenarios;
 
 use super::*;
@@ -27,6 +29,7 @@ pub(super) fn enqueue(msg: M) -> Command<M> {
         msg,
         size: msg.len() as u64,
         expiration_ms: None,
+        priority: 0,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::*;
 use super::prop::Op;
+use super::ready_model::ReadyModel;
 
 pub(super) type P = u64;
 
@@ -47,6 +48,13 @@ pub(super) struct Model {
     index: u64,
     next_payload: P,
     sac: bool,
+    /// The settings that decide a new message's level and expiry.
+    max_priority: Option<u8>,
+    ttl: Option<u64>,
+    /// Ready messages in the order they must go out.
+    ready: ReadyModel,
+    /// Whether the last command was a Tick (then no head is expired).
+    ticked: bool,
     id_of: BTreeMap<P, MsgId>,
     payload_of: BTreeMap<MsgId, P>,
     settled: BTreeSet<MsgId>,
@@ -58,9 +66,11 @@ pub(super) struct Model {
 }
 
 impl Model {
-    pub(super) fn new(sac: bool) -> Model {
+    pub(super) fn new(config: &QueueConfig) -> Model {
         Model {
-            sac,
+            sac: config.single_active_consumer,
+            max_priority: config.max_priority,
+            ttl: config.message_ttl_ms,
             ..Model::default()
         }
     }
@@ -72,13 +82,14 @@ impl Model {
                 self.now += ms;
                 return None;
             }
-            Op::Enqueue { exp } => {
+            Op::Enqueue { exp, priority } => {
                 let p = self.next_payload;
                 self.next_payload += 1;
                 Command::Enqueue {
                     msg: p,
                     size: size_of(p),
                     expiration_ms: exp,
+                    priority,
                 }
             }
             Op::Subscribe {
@@ -121,6 +132,8 @@ impl Model {
             Op::Tick => Command::Tick,
             Op::UpdateConfig { ref config } => {
                 self.sac = config.single_active_consumer;
+                self.max_priority = config.max_priority;
+                self.ttl = config.message_ttl_ms;
                 Command::UpdateConfig {
                     config: config.clone(),
                 }
@@ -140,17 +153,24 @@ impl Model {
         if let Reply::Error(_) = reply {
             assert!(fx.is_empty(), "a failed command emitted {fx:?}");
             assert_eq!(*state, before, "a failed command changed the state");
+        } else if let Command::Get { .. } = cmd {
+            // A get drops expired heads before it takes one.
+            for effect in &fx {
+                self.observe_effect(effect);
+            }
+            self.observe_command(&cmd, &reply);
         } else {
-            self.observe_command(&cmd, &reply, &before.ready_ids());
+            self.observe_command(&cmd, &reply);
             for effect in &fx {
                 self.observe_effect(effect);
             }
         }
+        self.ticked = matches!(cmd, Command::Tick);
         self.check(state);
         log.push((meta, cmd, (reply, fx)));
     }
 
-    fn observe_command(&mut self, cmd: &Command<P>, reply: &Reply<P>, ready_before: &[MsgId]) {
+    fn observe_command(&mut self, cmd: &Command<P>, reply: &Reply<P>) {
         match (cmd, reply) {
             (Command::Enqueue { msg, .. }, Reply::Enqueued { msg_id }) => {
                 assert!(
@@ -159,6 +179,7 @@ impl Model {
                 );
                 self.id_of.insert(*msg, *msg_id);
                 self.payload_of.insert(*msg_id, *msg);
+                self.enqueued(cmd, *msg_id);
             }
             (
                 Command::Subscribe {
@@ -184,13 +205,8 @@ impl Model {
                     .expect("credit for a known consumer");
                 c.credit += credit;
             }
-            (Command::Get { owner, no_ack }, Reply::GetOk { msg_id, msg, .. }) => {
-                assert_eq!(self.payload_of.get(msg_id), Some(msg));
-                if *no_ack {
-                    assert!(self.settled.insert(*msg_id));
-                } else {
-                    assert!(self.out.insert(*msg_id, (*owner, None)).is_none());
-                }
+            (Command::Get { owner, no_ack }, Reply::GetOk { .. }) => {
+                self.got(*owner, *no_ack, reply);
             }
             (Command::Settle { msg_ids, .. }, Reply::Ok) => {
                 for id in msg_ids {
@@ -198,24 +214,83 @@ impl Model {
                     assert!(self.settled.insert(*id));
                 }
             }
-            (Command::Return { msg_ids, .. } | Command::Discard { msg_ids, .. }, Reply::Ok) => {
+            (Command::Return { msg_ids, .. }, Reply::Ok) => {
+                for id in msg_ids {
+                    assert!(self.out.remove(id).is_some());
+                    self.ready.returned(*id);
+                }
+            }
+            (Command::Discard { msg_ids, .. }, Reply::Ok) => {
                 for id in msg_ids {
                     assert!(self.out.remove(id).is_some());
                 }
             }
-            (Command::OwnerDown { owner }, _) => {
-                self.subscribed.retain(|k, _| k.owner != *owner);
-                self.out.retain(|_, (o, _)| o != owner);
-            }
+            (Command::OwnerDown { owner }, _) => self.owner_down(*owner),
             (Command::Purge, Reply::Purged { count }) => {
-                assert_eq!(*count, ready_before.len() as u64);
-                self.dropped.extend(ready_before.iter().copied());
+                assert_eq!(*count, self.ready.len() as u64);
+                self.dropped.extend(self.ready.clear());
             }
             (Command::Tick | Command::UpdateConfig { .. }, Reply::Ok)
             | (Command::Enqueue { .. }, Reply::Rejected) => {}
             (Command::Get { .. }, Reply::GetEmpty) => {}
             (cmd, reply) => panic!("unexpected reply {reply:?} to {cmd:?}"),
         }
+    }
+
+    /// basic.get took the head of the delivery order.
+    fn got(&mut self, owner: OwnerId, no_ack: bool, reply: &Reply<P>) {
+        let Reply::GetOk {
+            msg_id,
+            msg,
+            redelivered,
+            message_count,
+        } = reply
+        else {
+            return;
+        };
+        assert_eq!(self.payload_of.get(msg_id), Some(msg));
+        let requeued = self.ready.take_head(*msg_id, "get");
+        assert_eq!(*redelivered, requeued);
+        assert_eq!(*message_count, self.ready.len() as u64);
+        if no_ack {
+            assert!(self.settled.insert(*msg_id));
+        } else {
+            assert!(self.out.insert(*msg_id, (owner, None)).is_none());
+        }
+    }
+
+    /// The owner's consumers are gone and what it held is requeued.
+    fn owner_down(&mut self, owner: OwnerId) {
+        self.subscribed.retain(|k, _| k.owner != owner);
+        let held: Vec<MsgId> = self
+            .out
+            .iter()
+            .filter(|(_, (o, _))| *o == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            self.out.remove(&id);
+            self.ready.returned(id);
+        }
+    }
+
+    /// A new message is ready at its level: the priority property capped
+    /// at the max, 0 without priorities.
+    fn enqueued(&mut self, cmd: &Command<P>, id: MsgId) {
+        let Command::Enqueue {
+            expiration_ms,
+            priority,
+            ..
+        } = cmd
+        else {
+            return;
+        };
+        let level = self.max_priority.map_or(0, |max| (*priority).min(max));
+        let ttl = match (self.ttl, *expiration_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.ready.enqueued(id, level, ttl.map(|t| self.now + t));
     }
 
     fn add_consumer(&mut self, key: &ConsumerKey, prefetch: Option<u32>, no_ack: bool) {
@@ -248,6 +323,8 @@ impl Model {
             } => {
                 assert_eq!(self.payload_of.get(msg_id), Some(msg));
                 assert_eq!(*redelivered, *delivery_count > 0);
+                let requeued = self.ready.take_head(*msg_id, "delivery");
+                assert_eq!(*redelivered, requeued);
                 if self.sac {
                     assert_eq!(
                         self.oldest(),
@@ -270,10 +347,10 @@ impl Model {
                     assert!(self.out.insert(*msg_id, (consumer.owner, holder)).is_none());
                 }
             }
-            Effect::DeadLetter { msg, .. } => {
+            Effect::DeadLetter { msg, reason } => {
                 // A payload without an id was refused at publish (reject-publish-dlx).
-                if let Some(id) = self.id_of.get(msg) {
-                    assert!(self.dropped.insert(*id), "dropped twice");
+                if let Some(&id) = self.id_of.get(msg) {
+                    self.dead_lettered(id, *reason);
                 }
             }
             Effect::ConsumerActivated { consumer } => {
@@ -285,6 +362,21 @@ impl Model {
 }
 
 impl Model {
+    /// Where a dead-lettered message may come from, by reason.
+    fn dead_lettered(&mut self, id: MsgId, reason: DeadLetterReason) {
+        match reason {
+            DeadLetterReason::Expired => self.ready.take_expired(id, self.now),
+            // Drop-head takes the head of the delivery order.
+            DeadLetterReason::MaxLen => {
+                self.ready.take_head(id, "drop-head victim");
+            }
+            // Just returned once too often.
+            DeadLetterReason::DeliveryLimit => self.ready.take(id),
+            DeadLetterReason::Rejected => assert!(!self.ready.contains(id)),
+        }
+        assert!(self.dropped.insert(id), "dropped twice");
+    }
+
     fn held_by(&self, key: &ConsumerKey, seq: u64) -> usize {
         let mine = |h: &&(OwnerId, Option<(ConsumerKey, u64)>)| {
             h.1.as_ref().is_some_and(|(k, s)| k == key && *s == seq)
@@ -296,6 +388,13 @@ impl Model {
         let ready = state.ready_ids();
         let ready_set: BTreeSet<MsgId> = ready.iter().copied().collect();
         assert_eq!(ready_set.len(), ready.len(), "a message is ready twice");
+        assert_eq!(ready, self.ready.ids(), "ready messages or their order");
+        assert_eq!(state.message_count(), ready.len() as u64);
+        assert_eq!(state.next_expiry(), self.ready.next_expiry());
+        if self.ticked {
+            let due = state.next_expiry().is_some_and(|t| t <= self.now);
+            assert!(!due, "a Tick left an expired head");
+        }
         for owner in 1..=OWNERS {
             let owner = OwnerId(owner);
             let model: Vec<MsgId> = self

@@ -2,6 +2,11 @@
 //! tracks each message by what the machine said (replies and effects):
 //! - every enqueued message is exactly one of ready, checked out, settled,
 //!   dropped/dead-lettered; checked-out sets match the model per owner;
+//! - ready messages are in delivery order: highest priority (capped at
+//!   x-max-priority, all equal without it) first, within a priority
+//!   requeued before never-delivered, then by id; every delivery, get and
+//!   drop-head takes the head of that order, expiry only the heads of the
+//!   highest priority present (and only once due); redelivered = requeued;
 //! - no consumer exceeds its prefetch or its granted credit;
 //! - deliveries go only to subscribed consumers (the active one under SAC);
 //! - dispatch is complete: messages are ready only if no consumer can take one;
@@ -21,6 +26,7 @@ use super::model::{Log, Model, OWNERS, P};
 pub(super) enum Op {
     Enqueue {
         exp: Option<u64>,
+        priority: u8,
     },
     Subscribe {
         owner: u64,
@@ -69,7 +75,8 @@ pub(super) enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let owner = 1..=OWNERS;
     prop_oneof![
-        5 => proptest::option::of(0u64..40).prop_map(|exp| Op::Enqueue { exp }),
+        5 => (proptest::option::of(0u64..40), 0u8..8)
+            .prop_map(|(exp, priority)| Op::Enqueue { exp, priority }),
         2 => (owner.clone(), 0u8..2, 0u32..3, any::<bool>(), proptest::bool::weighted(0.1))
             .prop_map(|(owner, tag, prefetch, no_ack, exclusive)| Op::Subscribe { owner, tag, prefetch, no_ack, exclusive }),
         1 => (owner.clone(), 0u8..2, proptest::bool::weighted(0.2))
@@ -100,9 +107,10 @@ fn config() -> impl Strategy<Value = QueueConfig> {
         overflow,
         proptest::option::of(0u32..3),
         proptest::bool::weighted(0.3),
+        proptest::option::of(0u8..6),
     )
         .prop_map(
-            |(ttl, max_len, max_bytes, overflow, limit, sac)| QueueConfig {
+            |(ttl, max_len, max_bytes, overflow, limit, sac, max_priority)| QueueConfig {
                 message_ttl_ms: ttl,
                 max_length: max_len,
                 max_length_bytes: max_bytes,
@@ -111,12 +119,13 @@ fn config() -> impl Strategy<Value = QueueConfig> {
                 dead_letter: true,
                 delivery_limit: limit,
                 single_active_consumer: sac,
+                max_priority,
             },
         )
 }
 
 fn run_model(config: QueueConfig, ops: &[Op]) -> (Log, QueueState<P>) {
-    let mut model = Model::new(config.single_active_consumer);
+    let mut model = Model::new(&config);
     let mut state = QueueState::new(config);
     let mut log = Log::new();
     for op in ops {
