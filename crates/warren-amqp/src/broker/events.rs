@@ -17,6 +17,12 @@ pub enum ConnEvent {
     Confirm { channel: u16, seq: u64, ok: bool },
     /// The server cancels a consumer (its queue was deleted).
     Cancelled { channel: u16, consumer_tag: String },
+    /// A direct reply-to message for a channel's reply consumer.
+    Reply {
+        channel: u16,
+        consumer_tag: String,
+        msg: Arc<Message>,
+    },
     /// Ask the connection to close with this error (e.g. forced by an operator).
     Close { code: u16, text: String },
 }

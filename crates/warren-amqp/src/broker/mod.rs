@@ -8,6 +8,7 @@ pub mod deadletter;
 pub mod events;
 pub mod limiter;
 pub mod queue;
+pub mod reply_to;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ pub struct Broker {
     queues: RwLock<BTreeMap<QueueKey, QueueHandle>>,
     config: ServerConfig,
     next_id: AtomicU64,
+    reply_to: reply_to::ReplyTo,
     me: Weak<Broker>,
 }
 
@@ -54,6 +56,7 @@ impl Broker {
             queues: RwLock::new(BTreeMap::new()),
             config,
             next_id: AtomicU64::new(1),
+            reply_to: reply_to::ReplyTo::default(),
             me: me.clone(),
         });
         broker.install(meta);
@@ -90,6 +93,11 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Direct reply-to consumers.
+    pub fn reply_to(&self) -> &reply_to::ReplyTo {
+        &self.reply_to
     }
 
     pub fn config(&self) -> &ServerConfig {

@@ -10,7 +10,9 @@ use super::{Channel, ConsumerInfo, Ctx, Unacked};
 use crate::broker::events::Delivery;
 use crate::broker::limiter::Limiter;
 use crate::broker::queue::QueueRequest;
+use crate::broker::reply_to;
 use crate::error::{AmqpError, code};
+use warren_core::message::Message;
 
 impl Channel {
     pub(super) fn qos(&mut self, ctx: &mut Ctx<'_>, q: basic::Qos) -> Result<(), AmqpError> {
@@ -40,6 +42,9 @@ impl Channel {
         ctx: &mut Ctx<'_>,
         c: basic::Consume,
     ) -> Result<(), AmqpError> {
+        if c.queue.as_str() == reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(ctx, c);
+        }
         let name = self.queue_name(c.queue.as_str())?;
         ctx.broker.check_permission(
             ctx.user,
@@ -103,12 +108,69 @@ impl Channel {
         Ok(())
     }
 
+    /// basic.consume on `amq.rabbitmq.reply-to`: this channel becomes a
+    /// direct reply-to consumer.
+    fn consume_replies(&mut self, ctx: &mut Ctx<'_>, c: basic::Consume) -> Result<(), AmqpError> {
+        if !c.no_ack {
+            return Err(AmqpError::new(
+                code::PRECONDITION_FAILED,
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply.is_some() {
+            return Err(AmqpError::new(
+                code::PRECONDITION_FAILED,
+                "reply consumer already set",
+            ));
+        }
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            crate::connection::names::consumer_tag()
+        } else {
+            c.consumer_tag.as_str().to_string()
+        };
+        let address = ctx.broker.reply_to().register(self.link(ctx), tag.clone());
+        self.reply = Some((tag.clone(), address));
+        if !c.nowait {
+            let ok = basic::ConsumeOk {
+                consumer_tag: tag.as_str().into(),
+            };
+            ctx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
+        }
+        Ok(())
+    }
+
+    /// A direct reply for this channel's reply consumer.
+    pub fn on_reply(&mut self, ctx: &mut Ctx<'_>, consumer_tag: &str, msg: &Message) {
+        if self.closing || self.reply.as_ref().is_none_or(|(t, _)| t != consumer_tag) {
+            return;
+        }
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        warren_codec::encode_deliver(
+            ctx.out,
+            self.id,
+            ctx.frame_max,
+            consumer_tag,
+            tag,
+            false,
+            &msg.exchange,
+            &msg.routing_key,
+            &msg.properties,
+            &msg.body,
+        );
+    }
+
     pub(super) async fn cancel(
         &mut self,
         ctx: &mut Ctx<'_>,
         c: basic::Cancel,
     ) -> Result<(), AmqpError> {
         let tag = c.consumer_tag.as_str().to_string();
+        if self.reply.as_ref().is_some_and(|(t, _)| *t == tag)
+            && let Some((_, address)) = self.reply.take()
+        {
+            ctx.broker.reply_to().unregister(&address);
+        }
         if let Some(info) = self.consumers.remove(&tag) {
             info.queue
                 .send(QueueRequest::Cancel {

@@ -7,6 +7,7 @@ use warren_core::meta::{
 
 use super::{Channel, Ctx};
 use crate::broker::queue::DeleteIf;
+use crate::broker::reply_to;
 use crate::convert::table_from_wire;
 use crate::error::{AmqpError, code};
 
@@ -144,7 +145,20 @@ impl Channel {
         d: queue::Declare,
     ) -> Result<(), AmqpError> {
         let requested = d.queue.as_str();
-        let declared = if d.passive {
+        let declared = if d.passive && requested.starts_with(reply_to::PSEUDO_QUEUE) {
+            // The pseudo-queue always "exists"; a reply address while its consumer does.
+            if requested != reply_to::PSEUDO_QUEUE && !ctx.broker.reply_to().exists(requested) {
+                return Err(AmqpError::new(
+                    code::NOT_FOUND,
+                    format!("no queue '{requested}' in vhost '{}'", ctx.vhost),
+                ));
+            }
+            crate::broker::Declared {
+                name: requested.to_string(),
+                message_count: 0,
+                consumer_count: 0,
+            }
+        } else if d.passive {
             let name = self.queue_name(requested)?;
             ctx.broker
                 .declare_queue_passive(ctx.vhost, &name, ctx.conn_id)

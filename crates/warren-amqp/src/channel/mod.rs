@@ -86,6 +86,8 @@ pub struct Channel {
     /// The most recently declared queue (an empty queue name in later methods means it).
     last_queue: Option<String>,
     publish_cache: publish::Cache,
+    /// The direct reply-to consumer: (consumer tag, reply address).
+    reply: Option<(String, String)>,
 }
 
 impl Channel {
@@ -106,6 +108,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             publish_cache: publish::Cache::default(),
+            reply: None,
         }
     }
 
@@ -214,7 +217,10 @@ impl Channel {
 
     /// The channel is going away (closed by either side, or its connection
     /// died): cancel its consumers and give back everything unacked.
-    pub async fn teardown(&mut self) {
+    pub async fn teardown(&mut self, broker: &Broker) {
+        if let Some((_, address)) = self.reply.take() {
+            broker.reply_to().unregister(&address);
+        }
         for q in self.touched.drain(..) {
             q.send(QueueRequest::OwnerDown { owner: self.owner }).await;
         }

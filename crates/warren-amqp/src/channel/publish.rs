@@ -12,6 +12,7 @@ use warren_core::value::Table;
 use super::{Channel, Ctx};
 use crate::broker::events::ConfirmTo;
 use crate::broker::queue::{QueueHandle, QueueRequest};
+use crate::broker::reply_to;
 use crate::convert::table_from_wire;
 use crate::error::{AmqpError, code};
 
@@ -163,7 +164,15 @@ impl Channel {
         let (_, properties) = p.header.take().unwrap_or_default();
         let body = p.take_body();
         self.check_exchange(ctx, &p.exchange)?;
-        let (msg, headers) = build_message(ctx.user, p.exchange, p.routing_key, properties, body)?;
+        let reply_address = self.reply.as_ref().map(|(_, a)| a.as_str());
+        let (msg, headers) = build_message(
+            ctx.user,
+            reply_address,
+            p.exchange,
+            p.routing_key,
+            properties,
+            body,
+        )?;
         let msg = Arc::new(msg);
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((msg, headers, p.mandatory));
@@ -212,6 +221,9 @@ impl Channel {
         headers: Option<&Table>,
         mandatory: bool,
     ) -> Result<(), AmqpError> {
+        if msg.exchange.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
+            return self.route_reply(ctx, msg, mandatory);
+        }
         let mut targets = std::mem::take(&mut self.publish_cache.targets);
         let mut names = std::mem::take(&mut self.publish_cache.names);
         targets.clear();
@@ -262,9 +274,40 @@ impl Channel {
     }
 }
 
+impl Channel {
+    /// A reply to a direct reply-to address goes straight to its channel.
+    fn route_reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        msg: Arc<Message>,
+        mandatory: bool,
+    ) -> Result<(), AmqpError> {
+        let delivered = ctx.broker.reply_to().deliver(&msg.routing_key, msg.clone());
+        if !delivered && mandatory {
+            warren_codec::encode_return(
+                ctx.out,
+                self.id,
+                ctx.frame_max,
+                code::NO_ROUTE,
+                "NO_ROUTE",
+                &msg.exchange,
+                &msg.routing_key,
+                &msg.properties,
+                &msg.body,
+            );
+        }
+        if let Some(c) = self.confirms.as_mut() {
+            c.register(0);
+            c.flush(self.id, ctx.out);
+        }
+        Ok(())
+    }
+}
+
 /// Parses the properties the broker acts on, keeping the raw bytes for delivery.
 fn build_message(
     user: &str,
+    reply_address: Option<&str>,
     exchange: String,
     routing_key: String,
     properties: Bytes,
@@ -297,6 +340,22 @@ fn build_message(
         })?),
     };
     let headers = props.headers().as_ref().map(table_from_wire);
+    // Direct reply-to: the pseudo-queue name becomes this channel's address.
+    let properties = match props.reply_to() {
+        Some(r) if r.as_str() == reply_to::PSEUDO_QUEUE => {
+            let address = reply_address.ok_or_else(|| {
+                AmqpError::new(
+                    code::PRECONDITION_FAILED,
+                    "fast reply consumer does not exist",
+                )
+            })?;
+            let mut raw = BytesMut::new();
+            let rewritten = props.clone().with_reply_to(address.into());
+            warren_codec::encode_properties(&rewritten, &mut raw);
+            raw.freeze()
+        }
+        _ => properties,
+    };
     let msg = Message {
         exchange,
         routing_key,

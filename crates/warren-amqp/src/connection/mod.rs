@@ -297,7 +297,7 @@ impl Connection {
             .on(c, m)
             .into()),
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                ch.teardown().await;
+                ch.teardown(ctx.broker).await;
                 channels.remove(&id);
                 ctx.send(
                     id,
@@ -355,7 +355,7 @@ impl Connection {
             return Err(End::Error(e));
         }
         if let Some(ch) = self.channels.get_mut(&id) {
-            ch.teardown().await;
+            ch.teardown(&self.broker).await;
             ch.closing = true;
         }
         let close = channel::Close {
@@ -376,6 +376,15 @@ impl Connection {
             ConnEvent::Deliver(d) => {
                 if let Some(ch) = channels.get_mut(&d.channel) {
                     ch.on_delivery(&mut ctx, d);
+                }
+            }
+            ConnEvent::Reply {
+                channel,
+                consumer_tag,
+                msg,
+            } => {
+                if let Some(ch) = channels.get_mut(&channel) {
+                    ch.on_reply(&mut ctx, &consumer_tag, &msg);
                 }
             }
             ConnEvent::Confirm { channel, seq, ok } => {
@@ -402,7 +411,7 @@ impl Connection {
     /// exclusive queues go.
     async fn teardown(&mut self) {
         for (_, mut ch) in std::mem::take(&mut self.channels) {
-            ch.teardown().await;
+            ch.teardown(&self.broker).await;
         }
         self.broker.connection_closed(self.id).await;
     }

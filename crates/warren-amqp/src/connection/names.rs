@@ -22,6 +22,11 @@ pub fn queue_name() -> String {
     format!("amq.gen-{}", random_suffix())
 }
 
+/// A fresh token for a direct reply-to address.
+pub fn reply_token() -> String {
+    random_suffix()
+}
+
 /// A fresh consumer tag.
 pub fn consumer_tag() -> String {
     format!("amq.ctag-{}", random_suffix())
