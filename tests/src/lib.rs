@@ -73,6 +73,23 @@ pub async fn start_with_definitions(path: &Path) -> TestBroker {
 
 /// The fallible form of [`start`] / [`start_with_definitions`].
 pub async fn try_start(definitions: Option<PathBuf>) -> anyhow::Result<TestBroker> {
+    try_start_with(definitions, None).await
+}
+
+/// An in-process Warren whose memory alarm blocks publishers once queues
+/// hold more than `watermark` bytes (panics on failure, like [`start`]).
+pub async fn start_with_memory_watermark(watermark: u64) -> TestBroker {
+    match try_start_with(None, Some(watermark)).await {
+        Ok(broker) => broker,
+        Err(e) => panic!("cannot start the broker under test: {e:#}"),
+    }
+}
+
+/// [`try_start`] with a memory high watermark for the in-process broker.
+pub async fn try_start_with(
+    definitions: Option<PathBuf>,
+    memory_high_watermark: Option<u64>,
+) -> anyhow::Result<TestBroker> {
     if let Ok(external) = std::env::var(BROKER_ENV) {
         let addr = tokio::net::lookup_host(external.as_str())
             .await
@@ -97,6 +114,7 @@ pub async fn try_start(definitions: Option<PathBuf>) -> anyhow::Result<TestBroke
         peers: None,
         advertise: None,
         definitions,
+        memory_high_watermark,
     };
     let running = warren::serve::start(args)
         .await

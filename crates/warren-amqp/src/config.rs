@@ -17,6 +17,9 @@ pub struct ServerConfig {
     pub handshake_timeout_secs: u64,
     /// Capacity of each queue's mailbox (publishes beyond it wait: back-pressure).
     pub queue_mailbox: usize,
+    /// Message bytes held by queues above which publishers are blocked
+    /// (connection.blocked); 0 disables the alarm.
+    pub memory_high_watermark: u64,
     /// Unsettled publisher confirms a channel may have outstanding before it stops reading.
     pub max_unconfirmed_per_channel: usize,
 }
@@ -31,7 +34,23 @@ impl Default for ServerConfig {
             loopback_users: vec!["guest".to_string()],
             handshake_timeout_secs: 10,
             queue_mailbox: 4096,
+            memory_high_watermark: default_watermark(),
             max_unconfirmed_per_channel: 1 << 20,
         }
+    }
+}
+
+/// 40% of the machine's memory, as RabbitMQ's default `vm_memory_high_watermark`
+/// (read from /proc/meminfo; 1 GiB when that cannot be read).
+fn default_watermark() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(kib) => kib * 1024 / 10 * 4,
+        None => 1 << 30,
     }
 }

@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// permissions, exchanges, queues, bindings.
     #[arg(long, env = "WARREN_DEFINITIONS")]
     pub definitions: Option<PathBuf>,
+    /// Message bytes held by queues above which publishers are blocked
+    /// (connection.blocked) until consumers catch up; 0 disables. Default:
+    /// 40% of the machine's memory.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<u64>,
 }
 
 /// A running broker. Dropping it leaves the broker running; call
@@ -61,7 +66,11 @@ impl Running {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let broker = Broker::new(MetaState::with_defaults(), ServerConfig::default());
+    let mut config = ServerConfig::default();
+    if let Some(w) = args.memory_high_watermark {
+        config.memory_high_watermark = w;
+    }
+    let broker = Broker::new(MetaState::with_defaults(), config);
     if let Some(path) = &args.definitions {
         let json = std::fs::read_to_string(path)
             .with_context(|| format!("reading definitions {}", path.display()))?;

@@ -7,6 +7,7 @@
 pub mod deadletter;
 pub mod events;
 pub mod limiter;
+pub mod memory;
 pub mod queue;
 pub mod reply_to;
 
@@ -37,6 +38,7 @@ pub struct Broker {
     config: ServerConfig,
     next_id: AtomicU64,
     reply_to: reply_to::ReplyTo,
+    memory: memory::MemoryAlarm,
     me: Weak<Broker>,
 }
 
@@ -51,12 +53,14 @@ pub struct Declared {
 impl Broker {
     /// A broker over the given metadata; starts an actor for each queue in it.
     pub fn new(meta: MetaState, config: ServerConfig) -> Arc<Broker> {
+        let watermark = config.memory_high_watermark;
         let broker = Arc::new_cyclic(|me| Broker {
             meta: RwLock::new(MetaState::new()),
             queues: RwLock::new(BTreeMap::new()),
             config,
             next_id: AtomicU64::new(1),
             reply_to: reply_to::ReplyTo::default(),
+            memory: memory::MemoryAlarm::new(watermark),
             me: me.clone(),
         });
         broker.install(meta);
@@ -98,6 +102,11 @@ impl Broker {
     /// Direct reply-to consumers.
     pub fn reply_to(&self) -> &reply_to::ReplyTo {
         &self.reply_to
+    }
+
+    /// Bytes held by queues, and the publisher-blocking alarm.
+    pub fn memory(&self) -> &memory::MemoryAlarm {
+        &self.memory
     }
 
     pub fn config(&self) -> &ServerConfig {

@@ -284,7 +284,9 @@ impl Actor {
             index: self.index,
             now_ms: now_ms(),
         };
+        let before = self.state.total_bytes();
         let (reply, effects) = queue::apply(&meta, cmd, &mut self.state);
+        self.account(before);
         self.run_effects(effects);
         reply
     }
@@ -526,8 +528,23 @@ impl Actor {
     }
 
     /// Removes this queue from the broker's metadata and registry.
+    /// Reports the change in bytes this queue holds to the memory alarm.
+    fn account(&self, before: u64) {
+        let after = self.state.total_bytes();
+        if after != before
+            && let Some(b) = self.broker.upgrade()
+        {
+            let delta = i64::try_from(after).unwrap_or(i64::MAX)
+                - i64::try_from(before).unwrap_or(i64::MAX);
+            b.memory().add(delta);
+        }
+    }
+
     fn forget(&self) {
         if let Some(b) = self.broker.upgrade() {
+            // What this queue held is released with it.
+            b.memory()
+                .add(-i64::try_from(self.state.total_bytes()).unwrap_or(i64::MAX));
             b.forget_queue(&self.spec.vhost, &self.spec.name, &self.me);
         }
     }

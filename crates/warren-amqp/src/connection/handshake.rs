@@ -24,6 +24,8 @@ pub struct Session {
     pub heartbeat_secs: u16,
     /// The client understands server-sent basic.cancel.
     pub cancel_notify: bool,
+    /// The client understands connection.blocked / unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Runs the handshake. `Err(End::Io)` means the socket is already done with.
@@ -47,6 +49,7 @@ pub async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Sessi
     let mechanism = start_ok.mechanism.as_str().to_string();
     authenticate(broker, &creds, &mechanism, peer)?;
     let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let blocked_notify = capability(&start_ok.client_properties, "connection.blocked");
 
     io.send(
         0,
@@ -82,6 +85,7 @@ pub async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Sessi
         channel_max,
         heartbeat_secs: tune_ok.heartbeat,
         cancel_notify,
+        blocked_notify,
     })
 }
 

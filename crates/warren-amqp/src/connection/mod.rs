@@ -64,6 +64,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         events_tx: tx,
         last_read: Instant::now(),
         last_write: Instant::now(),
+        publisher: false,
+        blocked: false,
     };
     let end = conn.run(rx).await;
     match &end {
@@ -97,6 +99,10 @@ struct Connection {
     events_tx: ConnSender,
     last_read: Instant,
     last_write: Instant,
+    /// This connection has published: the memory alarm applies to it.
+    publisher: bool,
+    /// We stopped reading from it (and told it, if it understands).
+    blocked: bool,
 }
 
 impl Connection {
@@ -105,10 +111,12 @@ impl Connection {
         let mut tick = tokio::time::interval(
             Duration::from_secs(hb.max(1)).min(Duration::from_secs(hb.max(2) / 2)),
         );
+        let mut alarm = self.broker.memory().subscribe();
         loop {
             if let Err(end) = self.drain_frames().await {
                 return end;
             }
+            self.update_blocked(*alarm.borrow());
             if !self.io.wbuf.is_empty() {
                 if let Err(end) = self.io.flush().await {
                     return end;
@@ -126,7 +134,12 @@ impl Connection {
                         }
                     }
                 }
-                more = self.io.fill() => {
+                changed = alarm.changed() => {
+                    if changed.is_err() { return End::Io; }
+                    let on = *alarm.borrow_and_update();
+                    self.update_blocked(on);
+                }
+                more = self.io.fill(), if !self.blocked => {
                     match more {
                         Ok(true) => self.last_read = Instant::now(),
                         Ok(false) => return End::Io,
@@ -140,10 +153,35 @@ impl Connection {
         }
     }
 
+    /// Blocks a publishing connection while the memory alarm is on, and
+    /// unblocks it after; clients that asked are told (connection.blocked).
+    fn update_blocked(&mut self, alarm: bool) {
+        let block = alarm && self.publisher;
+        if block == self.blocked {
+            return;
+        }
+        self.blocked = block;
+        if self.session.blocked_notify {
+            let m = if block {
+                connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: "low on memory".into(),
+                })
+            } else {
+                connection::AMQPMethod::Unblocked(connection::Unblocked {})
+            };
+            self.io.send(0, AMQPClass::Connection(m));
+        }
+        // A blocked client cannot be heard; its silence is not its fault.
+        self.last_read = Instant::now();
+    }
+
     /// Sends a heartbeat when we have been quiet; gives up on a silent peer
     /// after two intervals.
     fn heartbeat(&mut self, hb: u64) -> Option<End> {
         let interval = Duration::from_secs(hb);
+        if self.blocked {
+            self.last_read = Instant::now();
+        }
         if self.last_read.elapsed() > interval * 2 {
             tracing::info!(user = %self.session.user, "missed heartbeats from client, timeout: {hb}s");
             return Some(End::Io);
@@ -171,7 +209,15 @@ impl Connection {
             )
             .into()),
             Frame::Method { channel: 0, method } => self.on_connection_method(*method),
-            Frame::Method { channel, method } => self.on_channel_method(channel, *method).await,
+            Frame::Method { channel, method } => {
+                if matches!(
+                    *method,
+                    AMQPClass::Basic(warren_codec::spec::basic::AMQPMethod::Publish(_))
+                ) {
+                    self.publisher = true;
+                }
+                self.on_channel_method(channel, *method).await
+            }
             Frame::Header {
                 channel,
                 class_id,
