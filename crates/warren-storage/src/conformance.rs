@@ -48,13 +48,19 @@ pub async fn append_read_overwrite<S: LogStore>(s: &S) -> Result {
     s.append(2, entries(2, 5..8)).await?;
     assert_eq!(s.entries(1, 1..11)?, entries(1, 1..11));
     assert_eq!(s.entries(1, 3..6)?, entries(1, 3..6));
-    assert_eq!(s.entries(1, 0..3)?, entries(1, 1..3), "missing indexes are skipped");
+    assert_eq!(
+        s.entries(1, 0..3)?,
+        entries(1, 1..3),
+        "missing indexes are skipped"
+    );
     assert_eq!(s.entries(1, 9..100)?, entries(1, 9..11));
     assert!(s.entries(1, 6..6)?.is_empty(), "empty range");
     assert_eq!(s.log_state(1)?, state(1, 10));
     assert_eq!(s.log_state(2)?, state(5, 7));
     // Overwrite in place: the new payloads win, neighbours stay.
-    let new: Vec<Entry> = (4..6).map(|i| Entry::new(i, format!("new{i}").into_bytes())).collect();
+    let new: Vec<Entry> = (4..6)
+        .map(|i| Entry::new(i, format!("new{i}").into_bytes()))
+        .collect();
     s.append(1, new.clone()).await?;
     let got = s.entries(1, 3..7)?;
     assert_eq!(got[0], entries(1, 3..4)[0]);
@@ -81,7 +87,11 @@ pub async fn truncate<S: LogStore>(s: &S) -> Result {
     s.append(1, entries(1, 13..16)).await?;
     assert_eq!(s.log_state(1)?, state(1, 15));
     s.truncate_after(1, 100).await?;
-    assert_eq!(s.log_state(1)?, state(1, 15), "truncating above the end is a no-op");
+    assert_eq!(
+        s.log_state(1)?,
+        state(1, 15),
+        "truncating above the end is a no-op"
+    );
     s.truncate_after(1, 0).await?;
     assert_eq!(s.log_state(1)?, LogState::default());
     assert!(s.entries(1, 0..u64::MAX)?.is_empty());
@@ -96,7 +106,11 @@ pub async fn purge<S: LogStore>(s: &S) -> Result {
     assert_eq!(s.entries(1, 0..10)?, entries(1, 8..10));
     assert_eq!(s.log_state(2)?, state(1, 20), "other group untouched");
     s.purge_upto(1, 3).await?;
-    assert_eq!(s.log_state(1)?, state(8, 20), "purging below the start is a no-op");
+    assert_eq!(
+        s.log_state(1)?,
+        state(8, 20),
+        "purging below the start is a no-op"
+    );
     s.append(1, entries(1, 21..23)).await?;
     assert_eq!(s.log_state(1)?, state(8, 22));
     s.purge_upto(1, 22).await?;
@@ -128,10 +142,18 @@ pub async fn meta<S: LogStore>(s: &S) -> Result {
         assert_eq!(s.read_meta(1, *k)?, Some(Bytes::from(format!("v{n}"))));
         assert_eq!(s.read_meta(2, *k)?, None, "meta is per group");
     }
-    s.save_meta(1, MetaKey::Vote, Bytes::from_static(b"term 2")).await?;
-    assert_eq!(s.read_meta(1, MetaKey::Vote)?, Some(Bytes::from_static(b"term 2")));
+    s.save_meta(1, MetaKey::Vote, Bytes::from_static(b"term 2"))
+        .await?;
+    assert_eq!(
+        s.read_meta(1, MetaKey::Vote)?,
+        Some(Bytes::from_static(b"term 2"))
+    );
     s.save_meta(1, MetaKey::Vote, Bytes::new()).await?;
-    assert_eq!(s.read_meta(1, MetaKey::Vote)?, Some(Bytes::new()), "empty is not absent");
+    assert_eq!(
+        s.read_meta(1, MetaKey::Vote)?,
+        Some(Bytes::new()),
+        "empty is not absent"
+    );
     // Log operations leave meta alone.
     s.append(1, entries(1, 1..5)).await?;
     s.purge_upto(1, 4).await?;
@@ -141,15 +163,24 @@ pub async fn meta<S: LogStore>(s: &S) -> Result {
 
 pub async fn snapshots_replace<S: LogStore>(s: &S) -> Result {
     assert_eq!(s.read_snapshot(1)?, None);
-    s.save_snapshot(1, Bytes::from("m1"), Bytes::from("d1")).await?;
-    assert_eq!(s.read_snapshot(1)?, Some((Bytes::from("m1"), Bytes::from("d1"))));
+    s.save_snapshot(1, Bytes::from("m1"), Bytes::from("d1"))
+        .await?;
+    assert_eq!(
+        s.read_snapshot(1)?,
+        Some((Bytes::from("m1"), Bytes::from("d1")))
+    );
     assert_eq!(s.read_snapshot(2)?, None);
-    s.save_snapshot(1, Bytes::from("m2"), Bytes::from(vec![9u8; 3 << 20])).await?;
+    s.save_snapshot(1, Bytes::from("m2"), Bytes::from(vec![9u8; 3 << 20]))
+        .await?;
     let (m, d) = s.read_snapshot(1)?.unwrap_or_default();
     assert_eq!((m, d.len()), (Bytes::from("m2"), 3 << 20));
     // A smaller snapshot fully replaces a bigger one (no stale tail).
-    s.save_snapshot(1, Bytes::from("m3"), Bytes::from("d3")).await?;
-    assert_eq!(s.read_snapshot(1)?, Some((Bytes::from("m3"), Bytes::from("d3"))));
+    s.save_snapshot(1, Bytes::from("m3"), Bytes::from("d3"))
+        .await?;
+    assert_eq!(
+        s.read_snapshot(1)?,
+        Some((Bytes::from("m3"), Bytes::from("d3")))
+    );
     // Concurrent saves and reads: every read sees a matching (meta, data) pair.
     let mut tasks = Vec::new();
     for n in 0..20u32 {
@@ -173,7 +204,10 @@ pub async fn snapshots_replace<S: LogStore>(s: &S) -> Result {
 
 pub async fn bodies<S: LogStore>(s: &S) -> Result {
     assert_eq!(s.get_body(1, 5)?, None);
-    let b: Vec<(u64, Bytes)> = [3u64, 5, 9, 100].iter().map(|i| (*i, Bytes::from(format!("b{i}")))).collect();
+    let b: Vec<(u64, Bytes)> = [3u64, 5, 9, 100]
+        .iter()
+        .map(|i| (*i, Bytes::from(format!("b{i}"))))
+        .collect();
     s.put_bodies(1, b).await?;
     assert_eq!(s.get_body(1, 5)?, Some(Bytes::from("b5")));
     assert_eq!(s.get_body(1, 4)?, None);
@@ -195,7 +229,8 @@ pub async fn delete_group<S: LogStore>(s: &S) -> Result {
     for g in [1, 2, 3] {
         s.append(g, entries(g, 1..10)).await?;
         s.save_meta(g, MetaKey::Vote, Bytes::from("v")).await?;
-        s.save_snapshot(g, Bytes::from("m"), Bytes::from("d")).await?;
+        s.save_snapshot(g, Bytes::from("m"), Bytes::from("d"))
+            .await?;
         s.put_bodies(g, vec![(1, Bytes::from("b"))]).await?;
     }
     s.delete_group(2).await?;
@@ -221,7 +256,8 @@ pub async fn groups_listing<S: LogStore>(s: &S) -> Result {
     assert_eq!(s.groups()?, Vec::<GroupId>::new());
     s.append(7, entries(7, 1..3)).await?;
     s.save_meta(3, MetaKey::Committed, Bytes::from("c")).await?;
-    s.save_snapshot(11, Bytes::from("m"), Bytes::from("d")).await?;
+    s.save_snapshot(11, Bytes::from("m"), Bytes::from("d"))
+        .await?;
     s.put_bodies(300, vec![(1, Bytes::from("b"))]).await?;
     s.append(0, entries(0, 1..2)).await?;
     assert_eq!(s.groups()?, vec![0, 3, 7, 11, 300]);
@@ -234,13 +270,18 @@ pub async fn groups_listing<S: LogStore>(s: &S) -> Result {
 /// Group ids and indexes at the edges of u64 must not spill into neighbours.
 pub async fn extreme_ids<S: LogStore>(s: &S) -> Result {
     let top = u64::MAX;
-    s.append(top, vec![Entry::new(top, "last"), Entry::new(0, "zero")]).await?;
+    s.append(top, vec![Entry::new(top, "last"), Entry::new(0, "zero")])
+        .await?;
     s.append(top - 1, vec![Entry::new(top, "x")]).await?;
     assert_eq!(s.log_state(top)?, state(0, top));
     assert_eq!(s.entries(top, top..top)?, Vec::new());
     assert_eq!(s.entries(top, 0..top)?, vec![Entry::new(0, "zero")]);
     s.truncate_after(top, top).await?;
-    assert_eq!(s.log_state(top)?, state(0, top), "truncate_after(MAX) keeps all");
+    assert_eq!(
+        s.log_state(top)?,
+        state(0, top),
+        "truncate_after(MAX) keeps all"
+    );
     s.purge_upto(top, top).await?;
     assert_eq!(s.log_state(top)?, LogState::default());
     assert_eq!(s.log_state(top - 1)?, state(top, top));
@@ -291,8 +332,10 @@ pub async fn reopen_keeps_everything<S: LogStore>(open: impl Fn() -> S) -> Resul
         s.truncate_after(1, 80).await?;
         s.purge_upto(1, 10).await?;
         s.save_meta(1, MetaKey::Vote, Bytes::from("vote")).await?;
-        s.save_meta(2, MetaKey::Custom(3), Bytes::from("members")).await?;
-        s.save_snapshot(1, Bytes::from("meta"), Bytes::from("data")).await?;
+        s.save_meta(2, MetaKey::Custom(3), Bytes::from("members"))
+            .await?;
+        s.save_snapshot(1, Bytes::from("meta"), Bytes::from("data"))
+            .await?;
         s.put_bodies(4, vec![(5, Bytes::from("body"))]).await?;
         s.delete_group(2).await?;
     }
@@ -300,7 +343,10 @@ pub async fn reopen_keeps_everything<S: LogStore>(open: impl Fn() -> S) -> Resul
     assert_eq!(s.log_state(1)?, state(11, 80));
     assert_eq!(s.entries(1, 0..1000)?, entries(1, 11..81));
     assert_eq!(s.read_meta(1, MetaKey::Vote)?, Some(Bytes::from("vote")));
-    assert_eq!(s.read_snapshot(1)?, Some((Bytes::from("meta"), Bytes::from("data"))));
+    assert_eq!(
+        s.read_snapshot(1)?,
+        Some((Bytes::from("meta"), Bytes::from("data")))
+    );
     assert_eq!(s.get_body(4, 5)?, Some(Bytes::from("body")));
     assert_eq!(s.read_meta(2, MetaKey::Custom(3))?, None);
     assert_eq!(s.groups()?, vec![1, 4]);

@@ -122,7 +122,12 @@ impl LogStore for MemStore {
         Ok(())
     }
 
-    async fn save_meta(&self, group: GroupId, key: MetaKey, value: Bytes) -> Result<(), StorageError> {
+    async fn save_meta(
+        &self,
+        group: GroupId,
+        key: MetaKey,
+        value: Bytes,
+    ) -> Result<(), StorageError> {
         key.to_byte()?;
         let bytes = value.len() as u64;
         self.inner.lock().write(group, bytes, |g| {
@@ -134,10 +139,18 @@ impl LogStore for MemStore {
     fn read_meta(&self, group: GroupId, key: MetaKey) -> Result<Option<Bytes>, StorageError> {
         key.to_byte()?;
         let inner = self.inner.lock();
-        Ok(inner.groups.get(&group).and_then(|g| g.meta.get(&key).cloned()))
+        Ok(inner
+            .groups
+            .get(&group)
+            .and_then(|g| g.meta.get(&key).cloned()))
     }
 
-    async fn save_snapshot(&self, group: GroupId, meta: Bytes, data: Bytes) -> Result<(), StorageError> {
+    async fn save_snapshot(
+        &self,
+        group: GroupId,
+        meta: Bytes,
+        data: Bytes,
+    ) -> Result<(), StorageError> {
         let bytes = (meta.len() + data.len()) as u64;
         self.inner.lock().write(group, bytes, |g| {
             g.snapshot = Some((meta, data));
@@ -150,18 +163,33 @@ impl LogStore for MemStore {
         Ok(inner.groups.get(&group).and_then(|g| g.snapshot.clone()))
     }
 
-    async fn put_bodies(&self, group: GroupId, bodies: Vec<(u64, Bytes)>) -> Result<(), StorageError> {
+    async fn put_bodies(
+        &self,
+        group: GroupId,
+        bodies: Vec<(u64, Bytes)>,
+    ) -> Result<(), StorageError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
         let bytes = bodies.iter().map(|(_, b)| b.len() as u64).sum();
-        self.inner.lock().write(group, bytes, |g| g.bodies.extend(bodies));
+        self.inner
+            .lock()
+            .write(group, bytes, |g| g.bodies.extend(bodies));
         Ok(())
     }
 
     fn get_body(&self, group: GroupId, index: u64) -> Result<Option<Bytes>, StorageError> {
         let inner = self.inner.lock();
-        Ok(inner.groups.get(&group).and_then(|g| g.bodies.get(&index).cloned()))
+        Ok(inner
+            .groups
+            .get(&group)
+            .and_then(|g| g.bodies.get(&index).cloned()))
     }
 
     async fn delete_bodies(&self, group: GroupId, indexes: Vec<u64>) -> Result<(), StorageError> {
+        if indexes.is_empty() {
+            return Ok(());
+        }
         self.inner.lock().write(group, 0, |g| {
             for i in indexes {
                 g.bodies.remove(&i);
@@ -171,7 +199,9 @@ impl LogStore for MemStore {
     }
 
     async fn delete_group(&self, group: GroupId) -> Result<(), StorageError> {
-        self.inner.lock().write(group, 0, |g| *g = GroupData::default());
+        self.inner
+            .lock()
+            .write(group, 0, |g| *g = GroupData::default());
         Ok(())
     }
 

@@ -88,7 +88,8 @@ pub trait LogStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Deletes everything of a group (queue deleted): log, meta, snapshot, bodies.
-    fn delete_group(&self, group: GroupId) -> impl Future<Output = Result<(), StorageError>> + Send;
+    fn delete_group(&self, group: GroupId)
+    -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Groups with any data (log entries, meta, snapshot or bodies), ascending;
     /// what a restarting node has to bring back up.

@@ -117,7 +117,8 @@ impl RocksStore {
             max_batch_requests: opts.max_batch_requests.max(1),
             max_batch_bytes: opts.max_batch_bytes,
         };
-        let spawn_err = |e: std::io::Error| StorageError::Io(format!("spawning storage thread: {e}"));
+        let spawn_err =
+            |e: std::io::Error| StorageError::Io(format!("spawning storage thread: {e}"));
         let writer = std::thread::Builder::new()
             .name("warren-storage-writer".into())
             .spawn(move || w.run())
@@ -272,7 +273,10 @@ impl LogStore for RocksStore {
             return Ok(Vec::new());
         }
         let db = &self.inner.db;
-        let ro = Self::bounded(&keys::indexed(group, range.start), &keys::indexed(group, range.end));
+        let ro = Self::bounded(
+            &keys::indexed(group, range.start),
+            &keys::indexed(group, range.end),
+        );
         let mut out = Vec::new();
         for item in db.iterator_cf_opt(&cf(db, CF_LOG)?, ro, IteratorMode::Start) {
             let (k, v) = item?;
@@ -304,7 +308,12 @@ impl LogStore for RocksStore {
         self.submit(Op::PurgeUpto(group, index)).await
     }
 
-    async fn save_meta(&self, group: GroupId, key: MetaKey, value: Bytes) -> Result<(), StorageError> {
+    async fn save_meta(
+        &self,
+        group: GroupId,
+        key: MetaKey,
+        value: Bytes,
+    ) -> Result<(), StorageError> {
         let tag = key.to_byte()?;
         self.submit(Op::Meta(group, tag, value)).await
     }
@@ -313,7 +322,12 @@ impl LogStore for RocksStore {
         self.get(CF_META, &keys::tagged(group, key.to_byte()?))
     }
 
-    async fn save_snapshot(&self, group: GroupId, meta: Bytes, data: Bytes) -> Result<(), StorageError> {
+    async fn save_snapshot(
+        &self,
+        group: GroupId,
+        meta: Bytes,
+        data: Bytes,
+    ) -> Result<(), StorageError> {
         self.submit(Op::Snapshot(group, meta, data)).await
     }
 
@@ -334,7 +348,11 @@ impl LogStore for RocksStore {
         }
     }
 
-    async fn put_bodies(&self, group: GroupId, bodies: Vec<(u64, Bytes)>) -> Result<(), StorageError> {
+    async fn put_bodies(
+        &self,
+        group: GroupId,
+        bodies: Vec<(u64, Bytes)>,
+    ) -> Result<(), StorageError> {
         if bodies.is_empty() {
             return Ok(());
         }

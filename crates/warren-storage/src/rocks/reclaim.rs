@@ -9,8 +9,9 @@
 //! files) and compacts exactly those ranges down to the bottom level, where
 //! the tombstones and everything they cover are dropped.
 //!
-//! Pending ranges are merged per (column family, group start), so the set is
-//! bounded by the number of groups, not the number of purges.
+//! Pending ranges are merged per (column family, group) into one covering
+//! range, so the set is bounded by the number of groups, not the number of
+//! purges or settlements.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use rocksdb::{BottommostLevelCompaction, CompactOptions, DB, FlushOptions};
 use super::keys::{GROUP_CFS, PREFIX_LEN};
 use crate::types::StorageError;
 
-type Ranges = BTreeMap<(&'static str, Vec<u8>), Vec<u8>>;
+/// (column family, group) -> covering [from, to).
+type Ranges = BTreeMap<(&'static str, u64), (Vec<u8>, Vec<u8>)>;
 
 #[derive(Default)]
 struct State {
@@ -40,13 +42,23 @@ pub(super) struct Reclaimer {
 }
 
 impl Reclaimer {
-    /// Records `[from, to)` of `cf` as deleted; merged with earlier ranges of
-    /// the same group (purges always start at the group's first key).
-    pub fn add(&self, cf: &'static str, from: Vec<u8>, to: Vec<u8>) {
+    /// Records `[from, to)` of `cf`, all within `group`, as deleted; merged
+    /// with the group's earlier ranges in the same CF.
+    pub fn add(&self, cf: &'static str, group: u64, from: Vec<u8>, to: Vec<u8>) {
         let mut st = self.state.lock();
-        let slot = st.pending.entry((cf, from)).or_default();
-        if to > *slot {
-            *slot = to;
+        match st.pending.entry((cf, group)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((from, to));
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let (f, t) = o.get_mut();
+                if from < *f {
+                    *f = from;
+                }
+                if to > *t {
+                    *t = to;
+                }
+            }
         }
     }
 
@@ -108,7 +120,7 @@ fn compact(db: &DB, ranges: &Ranges) -> Result<(), StorageError> {
     // they cover; the default skips it when there is no compaction filter.
     opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
     opts.set_exclusive_manual_compaction(false);
-    for ((name, from), to) in ranges {
+    for ((name, _), (from, to)) in ranges {
         debug_assert!(from.len() >= PREFIX_LEN);
         let cf = super::cf(db, name)?;
         db.compact_range_cf_opt(&cf, Some(from), Some(to), &opts);

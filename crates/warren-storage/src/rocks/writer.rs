@@ -169,10 +169,18 @@ impl Writer {
                 }
             }
             Op::TruncateAfter(g, i) => {
-                b.delete_range_cf(&cf(CF_LOG)?, &keys::indexed_after(*g, *i)[..], &keys::group_end(*g)[..]);
+                b.delete_range_cf(
+                    &cf(CF_LOG)?,
+                    &keys::indexed_after(*g, *i)[..],
+                    &keys::group_end(*g)[..],
+                );
             }
             Op::PurgeUpto(g, i) => {
-                b.delete_range_cf(&cf(CF_LOG)?, &keys::group_start(*g)[..], &keys::indexed_after(*g, *i)[..]);
+                b.delete_range_cf(
+                    &cf(CF_LOG)?,
+                    &keys::group_start(*g)[..],
+                    &keys::indexed_after(*g, *i)[..],
+                );
             }
             Op::Meta(g, k, v) => b.put_cf(&cf(CF_META)?, keys::tagged(*g, *k), v),
             Op::Snapshot(g, m, d) => {
@@ -194,7 +202,11 @@ impl Writer {
             }
             Op::DeleteGroup(g) => {
                 for name in GROUP_CFS {
-                    b.delete_range_cf(&cf(name)?, &keys::group_start(*g)[..], &keys::group_end(*g)[..]);
+                    b.delete_range_cf(
+                        &cf(name)?,
+                        &keys::group_start(*g)[..],
+                        &keys::group_end(*g)[..],
+                    );
                 }
             }
         }
@@ -204,13 +216,21 @@ impl Writer {
     fn queue_reclaim(&self, op: &Op) {
         match op {
             Op::PurgeUpto(g, i) => {
-                self.reclaimer
-                    .add(CF_LOG, keys::group_start(*g).to_vec(), keys::indexed_after(*g, *i).to_vec());
+                let (from, to) = (keys::group_start(*g), keys::indexed_after(*g, *i));
+                self.reclaimer.add(CF_LOG, *g, from.to_vec(), to.to_vec());
             }
             Op::DeleteGroup(g) => {
                 for name in GROUP_CFS {
-                    self.reclaimer
-                        .add(name, keys::group_start(*g).to_vec(), keys::group_end(*g).to_vec());
+                    let (from, to) = (keys::group_start(*g), keys::group_end(*g));
+                    self.reclaimer.add(name, *g, from.to_vec(), to.to_vec());
+                }
+            }
+            // Settled bodies leave point tombstones scattered over the body
+            // range; compacting that range drops them with their values.
+            Op::DeleteBodies(g, is) => {
+                if let (Some(lo), Some(hi)) = (is.iter().min(), is.iter().max()) {
+                    let (from, to) = (keys::indexed(*g, *lo), keys::indexed_after(*g, *hi));
+                    self.reclaimer.add(CF_BODY, *g, from.to_vec(), to.to_vec());
                 }
             }
             _ => {}
