@@ -31,6 +31,31 @@ use queue::{DeleteIf, QueueHandle, QueueRequest, QueueSpawn};
 
 type QueueKey = (String, String);
 
+/// A metadata write guard that bumps the topology generation when dropped.
+struct MetaWrite<'a> {
+    guard: parking_lot::RwLockWriteGuard<'a, MetaState>,
+    broker: &'a Broker,
+}
+
+impl std::ops::Deref for MetaWrite<'_> {
+    type Target = MetaState;
+    fn deref(&self) -> &MetaState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for MetaWrite<'_> {
+    fn deref_mut(&mut self) -> &mut MetaState {
+        &mut self.guard
+    }
+}
+
+impl Drop for MetaWrite<'_> {
+    fn drop(&mut self) {
+        self.broker.topology_changed();
+    }
+}
+
 /// The broker a node's AMQP connections share.
 pub struct Broker {
     meta: RwLock<MetaState>,
@@ -39,6 +64,9 @@ pub struct Broker {
     next_id: AtomicU64,
     reply_to: reply_to::ReplyTo,
     memory: memory::MemoryAlarm,
+    /// Bumped by every change that can change a routing result (metadata
+    /// changes, queues created or removed); channels cache routes under it.
+    topology: AtomicU64,
     me: Weak<Broker>,
 }
 
@@ -61,6 +89,7 @@ impl Broker {
             next_id: AtomicU64::new(1),
             reply_to: reply_to::ReplyTo::default(),
             memory: memory::MemoryAlarm::new(watermark),
+            topology: AtomicU64::new(1),
             me: me.clone(),
         });
         broker.install(meta);
@@ -69,7 +98,7 @@ impl Broker {
 
     /// Replaces the metadata (at boot) and starts actors for its queues.
     fn install(&self, meta: MetaState) {
-        let mut m = self.meta.write();
+        let mut m = self.meta_write();
         *m = meta;
         let mut queues = self.queues.write();
         for vhost in m.vhosts() {
@@ -83,7 +112,7 @@ impl Broker {
     /// Applies RabbitMQ definitions (users, vhosts, permissions, exchanges, queues, bindings).
     pub fn load_definitions(&self, json: &str) -> Result<(), AmqpError> {
         let cmds = warren_core::meta::definitions_from_json(json)?;
-        let mut m = self.meta.write();
+        let mut m = self.meta_write();
         let mut queues = self.queues.write();
         for cmd in cmds {
             let queue = match &cmd {
@@ -102,6 +131,24 @@ impl Broker {
     /// Direct reply-to consumers.
     pub fn reply_to(&self) -> &reply_to::ReplyTo {
         &self.reply_to
+    }
+
+    /// Write access to the metadata; the topology generation moves on when
+    /// the access ends, so cached routes are recomputed.
+    fn meta_write(&self) -> MetaWrite<'_> {
+        MetaWrite {
+            guard: self.meta.write(),
+            broker: self,
+        }
+    }
+
+    /// The current topology generation (see the field).
+    pub fn topology_generation(&self) -> u64 {
+        self.topology.load(Ordering::Acquire)
+    }
+
+    fn topology_changed(&self) {
+        self.topology.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Bytes held by queues, and the publisher-blocking alarm.
@@ -156,7 +203,7 @@ impl Broker {
     }
 
     pub fn declare_exchange(&self, vhost: &str, def: ExchangeDef) -> Result<(), AmqpError> {
-        self.meta.write().apply(MetaCommand::DeclareExchange {
+        self.meta_write().apply(MetaCommand::DeclareExchange {
             vhost: vhost.to_string(),
             def,
         })?;
@@ -169,7 +216,7 @@ impl Broker {
         name: &str,
         if_unused: bool,
     ) -> Result<(), AmqpError> {
-        let mut m = self.meta.write();
+        let mut m = self.meta_write();
         let reply = m.apply(MetaCommand::DeleteExchange {
             vhost: vhost.to_string(),
             name: name.to_string(),
@@ -181,7 +228,7 @@ impl Broker {
     }
 
     pub fn bind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
-        self.meta.write().apply(MetaCommand::Bind {
+        self.meta_write().apply(MetaCommand::Bind {
             vhost: vhost.to_string(),
             binding,
         })?;
@@ -189,7 +236,7 @@ impl Broker {
     }
 
     pub fn unbind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
-        let reply = self.meta.write().apply(MetaCommand::Unbind {
+        let reply = self.meta_write().apply(MetaCommand::Unbind {
             vhost: vhost.to_string(),
             binding,
         })?;
@@ -217,7 +264,7 @@ impl Broker {
         let config = QueueConfig::from_declare(&def.arguments, vhost, &def.name)?;
         let name = def.name.clone();
         let handle = {
-            let mut m = self.meta.write();
+            let mut m = self.meta_write();
             let reply = m.apply(MetaCommand::DeclareQueue {
                 vhost: vhost.to_string(),
                 def: def.clone(),
@@ -311,7 +358,7 @@ impl Broker {
 
     /// Called by a queue actor that is going away (deleted or auto-deleted).
     pub fn forget_queue(&self, vhost: &str, name: &str, handle: &QueueHandle) {
-        let mut m = self.meta.write();
+        let mut m = self.meta_write();
         let mut queues = self.queues.write();
         let key = (vhost.to_string(), name.to_string());
         if queues.get(&key).is_some_and(|h| h.same(handle)) {

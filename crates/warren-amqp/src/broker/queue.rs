@@ -121,10 +121,14 @@ impl QueueHandle {
 
     /// Sends a request, waiting for mailbox space (back-pressure). A queue
     /// that is gone drops the request: its deletion already settled it.
-    pub async fn send(&self, req: QueueRequest) {
-        if self.0.tx.send(req).await.is_err() {
+    /// Returns false when the queue is gone.
+    pub async fn send(&self, req: QueueRequest) -> bool {
+        if let Err(mpsc::error::SendError(req)) = self.0.tx.send(req).await {
             debug!(queue = %self.0.name, "request to a deleted queue dropped");
+            answer_orphan(req);
+            return false;
         }
+        true
     }
 
     /// Sends without waiting; used by tasks that must never block (actors).
@@ -135,7 +139,7 @@ impl QueueHandle {
                 let h = self.clone();
                 tokio::spawn(async move { h.send(req).await });
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(req)) => answer_orphan(req),
         }
     }
 
@@ -152,6 +156,23 @@ impl QueueHandle {
                 format!("no queue '{}' in vhost '{}'", self.0.name, self.0.vhost),
             )
         })
+    }
+}
+
+/// A request that reached a queue after it was deleted: a confirmed publish
+/// is still confirmed (the message was routed; its queue then went, as if
+/// it had been deleted a moment later). Replies are dropped: their callers
+/// see the queue as gone.
+fn answer_orphan(req: QueueRequest) {
+    if let QueueRequest::Publish {
+        confirm: Some(c), ..
+    } = req
+    {
+        let _ = c.tx.send(ConnEvent::Confirm {
+            channel: c.channel,
+            seq: c.seq,
+            ok: true,
+        });
     }
 }
 
@@ -220,6 +241,15 @@ fn now_ms() -> u64 {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<QueueRequest>) {
+        self.serve(&mut rx).await;
+        // Whatever is still queued for us is answered as orphaned.
+        rx.close();
+        while let Ok(req) = rx.try_recv() {
+            answer_orphan(req);
+        }
+    }
+
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<QueueRequest>) {
         loop {
             let wake = self.next_wake();
             let req = match wake {

@@ -94,6 +94,11 @@ impl PendingPublish {
 #[derive(Default)]
 pub struct Cache {
     checked_exchange: Option<String>,
+    /// Routing results for header-less publishes, valid while the broker's
+    /// topology generation is unchanged: steady-state publishing takes no
+    /// broker lock at all.
+    routes: Vec<CachedRoute>,
+    routes_gen: u64,
     names: Vec<String>,
     targets: Vec<QueueHandle>,
 }
@@ -225,18 +230,8 @@ impl Channel {
             return self.route_reply(ctx, msg, mandatory);
         }
         let mut targets = std::mem::take(&mut self.publish_cache.targets);
-        let mut names = std::mem::take(&mut self.publish_cache.names);
         targets.clear();
-        let routed = ctx.broker.route(
-            ctx.vhost,
-            &msg.exchange,
-            &msg.routing_key,
-            headers,
-            &mut names,
-            &mut targets,
-        );
-        self.publish_cache.names = names;
-        if let Err(e) = routed {
+        if let Err(e) = self.resolve(ctx, &msg, headers, &mut targets) {
             self.publish_cache.targets = targets;
             return Err(e);
         }
@@ -274,7 +269,64 @@ impl Channel {
     }
 }
 
+/// One remembered routing result.
+struct CachedRoute {
+    exchange: String,
+    routing_key: String,
+    targets: Vec<QueueHandle>,
+}
+
+/// Routes remembered per channel; beyond this the oldest is forgotten.
+const ROUTE_CACHE: usize = 32;
+
 impl Channel {
+    /// The queues a publish goes to, from the cache when it is still valid.
+    /// A message with headers is always routed afresh (headers exchanges
+    /// look at them).
+    fn resolve(
+        &mut self,
+        ctx: &Ctx<'_>,
+        msg: &Message,
+        headers: Option<&Table>,
+        out: &mut Vec<QueueHandle>,
+    ) -> Result<(), AmqpError> {
+        let cache = &mut self.publish_cache;
+        let generation = ctx.broker.topology_generation();
+        if cache.routes_gen != generation {
+            cache.routes.clear();
+            cache.routes_gen = generation;
+        }
+        if headers.is_none()
+            && let Some(hit) = cache
+                .routes
+                .iter()
+                .find(|r| r.exchange == msg.exchange && r.routing_key == msg.routing_key)
+        {
+            out.extend(hit.targets.iter().cloned());
+            return Ok(());
+        }
+        ctx.broker.route(
+            ctx.vhost,
+            &msg.exchange,
+            &msg.routing_key,
+            headers,
+            &mut cache.names,
+            out,
+        )?;
+        // Only a result computed under an unchanged generation may be kept.
+        if headers.is_none() && ctx.broker.topology_generation() == generation {
+            if cache.routes.len() >= ROUTE_CACHE {
+                cache.routes.remove(0);
+            }
+            cache.routes.push(CachedRoute {
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+                targets: out.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// A reply to a direct reply-to address goes straight to its channel.
     fn route_reply(
         &mut self,
