@@ -88,6 +88,8 @@ pub struct Channel {
     publish_cache: publish::Cache,
     /// The direct reply-to consumer: (consumer tag, reply address).
     reply: Option<(String, String)>,
+    /// Settlements not yet sent to their queues (see `flush_settles`).
+    settle_buf: Vec<(QueueHandle, settle::Outcome, Vec<MsgId>)>,
 }
 
 impl Channel {
@@ -109,6 +111,7 @@ impl Channel {
             last_queue: None,
             publish_cache: publish::Cache::default(),
             reply: None,
+            settle_buf: Vec::new(),
         }
     }
 
@@ -145,6 +148,17 @@ impl Channel {
 
     async fn dispatch(&mut self, ctx: &mut Ctx<'_>, method: AMQPClass) -> Result<(), AmqpError> {
         use spec::{basic, channel, confirm, exchange, queue, tx};
+        let settling = matches!(
+            method,
+            AMQPClass::Basic(
+                basic::AMQPMethod::Ack(_)
+                    | basic::AMQPMethod::Nack(_)
+                    | basic::AMQPMethod::Reject(_)
+            )
+        );
+        if !settling && !self.settle_buf.is_empty() {
+            self.flush_settles().await;
+        }
         match method {
             AMQPClass::Basic(m) => match m {
                 basic::AMQPMethod::Publish(p) => self.start_publish(ctx, p),
@@ -218,6 +232,8 @@ impl Channel {
     /// The channel is going away (closed by either side, or its connection
     /// died): cancel its consumers and give back everything unacked.
     pub async fn teardown(&mut self, broker: &Broker) {
+        // Settlements first: an ack must not be undone by the requeue below.
+        self.flush_settles().await;
         if let Some((_, address)) = self.reply.take() {
             broker.reply_to().unregister(&address);
         }

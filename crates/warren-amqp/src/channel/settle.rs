@@ -2,16 +2,15 @@
 
 use warren_codec::{AMQPClass, spec::basic};
 use warren_core::meta::{Access, ResourceKind};
-use warren_core::queue::MsgId;
 
 use super::tx::TxSettle;
 use super::{Channel, Ctx, Unacked};
-use crate::broker::queue::{GetResult, QueueHandle, QueueRequest};
+use crate::broker::queue::{GetResult, QueueRequest};
 use crate::error::{AmqpError, code};
 
 /// What to do with settled deliveries.
-#[derive(Clone, Copy)]
-enum Outcome {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
     Ack,
     Requeue,
     Discard,
@@ -201,15 +200,22 @@ impl Channel {
         if let Some(l) = &self.limiter {
             l.release(u32::try_from(limited).unwrap_or(u32::MAX));
         }
-        let mut groups: Vec<(QueueHandle, Vec<MsgId>)> = Vec::new();
+        // Consecutive settlements of one kind for one queue travel as one
+        // request: a run of acks read in one batch costs one queue message.
         for u in settled {
-            match groups.iter_mut().find(|(q, _)| q.same(&u.queue)) {
-                Some((_, ids)) => ids.push(u.msg_id),
-                None => groups.push((u.queue, vec![u.msg_id])),
+            match self.settle_buf.last_mut() {
+                Some((q, o, ids)) if *o == outcome && q.same(&u.queue) => ids.push(u.msg_id),
+                _ => self.settle_buf.push((u.queue, outcome, vec![u.msg_id])),
             }
         }
+    }
+
+    /// Sends the buffered settlements to their queues, in order. Called
+    /// before any other method of the channel is handled, at the end of each
+    /// batch of frames read, and before the channel is torn down.
+    pub async fn flush_settles(&mut self) {
         let owner = self.owner;
-        for (q, ids) in groups {
+        for (q, outcome, ids) in std::mem::take(&mut self.settle_buf) {
             let req = match outcome {
                 Outcome::Ack => QueueRequest::Settle { owner, ids },
                 Outcome::Requeue => QueueRequest::Return { owner, ids },

@@ -197,6 +197,9 @@ impl Connection {
         while let Some(frame) = warren_codec::decode_frame(&mut self.io.rbuf, self.io.frame_max)? {
             self.on_frame(frame).await?;
         }
+        for ch in self.channels.values_mut() {
+            ch.flush_settles().await;
+        }
         Ok(())
     }
 
