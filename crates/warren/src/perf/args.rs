@@ -43,6 +43,17 @@ pub enum MessageFlag {
     Mandatory,
 }
 
+/// The AMQP client that drives producer and consumer connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    /// lapin, an independent client: measures the broker as applications see it.
+    Lapin,
+    /// perf's own minimal client on warren-codec: far cheaper per message, for
+    /// brokers fast enough that lapin becomes the bottleneck.
+    Native,
+}
+
 /// Options of `warren perf`.
 #[derive(Debug, Clone, Args)]
 pub struct PerfArgs {
@@ -132,6 +143,9 @@ pub struct PerfArgs {
     /// Do not print the per-second progress lines.
     #[arg(long = "no-progress")]
     pub no_progress: bool,
+    /// Client engine for producers and consumers (the queue is always set up with lapin).
+    #[arg(long, value_enum, default_value_t = Client::Lapin)]
+    pub client: Client,
 }
 
 impl PerfArgs {
@@ -235,6 +249,7 @@ mod tests {
         assert_eq!((a.time, a.pmessages, a.cmessages), (None, None, None));
         assert!(!a.is_durable() && !a.is_persistent() && !a.is_mandatory());
         assert_eq!(a.exchange, "");
+        assert_eq!(a.client, Client::Lapin);
         assert!(a.validate().is_ok());
     }
 
@@ -302,6 +317,11 @@ mod tests {
             ("amq.direct", Some("rk"))
         );
         assert_eq!(a.drain_timeout, 2);
+        assert_eq!(
+            parse(&["--client", "native"]).unwrap().client,
+            Client::Native
+        );
+        assert!(parse(&["--client", "amiquip"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `warren perf`: the load generator built into the binary, in the spirit of
-//! RabbitMQ's PerfTest. It drives a broker through lapin, an independent client,
-//! so it measures Warren (or RabbitMQ) exactly as applications see it.
+//! RabbitMQ's PerfTest. By default it drives a broker through lapin, an independent
+//! client, so it measures Warren (or RabbitMQ) exactly as applications see it;
+//! `--client native` swaps in perf's own much cheaper client ([`native`]) for when
+//! lapin, not the broker, is the limit.
 //!
 //! ```text
 //!  topology: declare queue ──► consumers subscribe ──► producers publish
@@ -18,6 +20,7 @@
 
 mod args;
 mod consumer;
+mod native;
 mod producer;
 mod progress;
 mod report;
@@ -25,7 +28,7 @@ mod run;
 mod stats;
 mod topology;
 
-pub use args::{MessageFlag, PerfArgs, QueueType};
+pub use args::{Client, MessageFlag, PerfArgs, QueueType};
 pub use report::{RunConfig, Summary};
 pub use stats::Percentiles;
 

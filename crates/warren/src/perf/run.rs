@@ -1,8 +1,9 @@
 //! The coordinator: sets up the queue, starts consumers then producers, decides
 //! when each phase ends, and prints the summary.
 
-use super::args::PerfArgs;
+use super::args::{Client, PerfArgs};
 use super::consumer::{Consumer, ConsumerPlan};
+use super::native;
 use super::producer::{Producer, ProducerPlan};
 use super::progress::{Output, Ticker};
 use super::report::{RunConfig, Summary, Timings};
@@ -160,21 +161,43 @@ async fn start_consumers(
     });
     let mut tasks = Vec::new();
     for i in 0..args.consumers as usize {
-        let consumer =
-            Consumer::subscribe(args.consumer_uri(i), Arc::clone(&plan), Arc::clone(stats)).await?;
-        tasks.push((
-            format!("consumer {i}"),
-            tokio::spawn(consumer.run(stop.clone())),
-        ));
+        let (uri, plan, stats) = (args.consumer_uri(i), Arc::clone(&plan), Arc::clone(stats));
+        let task = match args.client {
+            Client::Lapin => tokio::spawn(
+                Consumer::subscribe(uri, plan, stats)
+                    .await?
+                    .run(stop.clone()),
+            ),
+            Client::Native => {
+                let consumer = native::Consumer::subscribe(uri, plan, stats).await?;
+                tokio::spawn(consumer.run(stop.clone()))
+            }
+        };
+        tasks.push((format!("consumer {i}"), task));
     }
     Ok(tasks)
+}
+
+/// A connected producer of either client engine (boxed: both are large).
+enum Connected {
+    Lapin(Box<Producer>),
+    Native(Box<native::Producer>),
+}
+
+impl Connected {
+    async fn run(self, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        match self {
+            Connected::Lapin(p) => p.run(stop).await,
+            Connected::Native(p) => p.run(stop).await,
+        }
+    }
 }
 
 async fn connect_producers(
     args: &PerfArgs,
     topology: &Topology,
     stats: &Arc<Stats>,
-) -> anyhow::Result<Vec<Producer>> {
+) -> anyhow::Result<Vec<Connected>> {
     let plan = Arc::new(ProducerPlan {
         exchange: args.exchange.clone(),
         routing_key: topology.routing_key.clone(),
@@ -188,9 +211,13 @@ async fn connect_producers(
     });
     let mut producers = Vec::new();
     for i in 0..args.producers as usize {
-        let producer =
-            Producer::connect(args.producer_uri(i), Arc::clone(&plan), Arc::clone(stats));
-        producers.push(producer.await?);
+        let (uri, plan, stats) = (args.producer_uri(i), Arc::clone(&plan), Arc::clone(stats));
+        producers.push(match args.client {
+            Client::Lapin => Connected::Lapin(Box::new(Producer::connect(uri, plan, stats).await?)),
+            Client::Native => {
+                Connected::Native(Box::new(native::Producer::connect(uri, plan, stats).await?))
+            }
+        });
     }
     Ok(producers)
 }
