@@ -57,6 +57,13 @@ pub struct MemStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups = self.inner.lock().groups.len();
+        f.debug_struct("MemStore").field("groups", &groups).finish()
+    }
+}
+
 impl MemStore {
     pub fn new() -> Self {
         Self::default()

@@ -99,6 +99,14 @@ pub struct RocksStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RocksStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer
     /// and reclaim threads.
