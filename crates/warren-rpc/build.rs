@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos = [root.join("warren/log.proto"), root.join("warren/raft.proto")];
+    let protos = [
+        root.join("warren/log.proto"),
+        root.join("warren/raft.proto"),
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

@@ -13,15 +13,17 @@ fn log_entry_roundtrips_and_bodies_are_slices() {
         command: Some(log::proposal::Command::Queue(log::QueueCommand {
             command: Some(log::queue_command::Command::Enqueue(
                 log::queue_command::Enqueue {
-                    payload: Some(log::queue_command::enqueue::Payload::Message(log::Message {
-                        exchange: "x".into(),
-                        routing_key: "k".into(),
-                        properties: Bytes::from_static(b"\x00\x00"),
-                        body: body.clone(),
-                        persistent: true,
-                        priority: 3,
-                        expiration_ms: Some(10),
-                    })),
+                    payload: Some(log::queue_command::enqueue::Payload::Message(
+                        log::Message {
+                            exchange: "x".into(),
+                            routing_key: "k".into(),
+                            properties: Bytes::from_static(b"\x00\x00"),
+                            body: body.clone(),
+                            persistent: true,
+                            priority: 3,
+                            expiration_ms: Some(10),
+                        },
+                    )),
                     size: 4096,
                     expiration_ms: Some(10),
                     priority: 3,

@@ -1,0 +1,40 @@
+//! warren-cluster: Warren's replicated core. The metadata (vhosts, users,
+//! exchanges, queues, bindings) is one Raft group; each durable queue is
+//! its own Raft group running the unchanged `warren_core::queue` machine.
+//! Groups keep their logs in one `warren_storage::LogStore` per node
+//! (RocksDB, or memory for tests), entries encoded with the protobuf
+//! format of `proto/warren/log.proto`.
+//!
+//! Depends on warren-core (the machines), warren-storage (the logs) and
+//! warren-rpc (the wire format); never on warren-amqp or the binary.
+//! openraft is confined to the [`raft`] module (private), so an alpha bump
+//! of openraft touches one place.
+//!
+//! ```text
+//!   frontend ─MetaCommand──▶ Node::meta_apply ─┐
+//!   frontend ─Command<Message>─▶ QueueGroup::apply ─┤ propose (leader stamps now_ms)
+//!                                                   ▼
+//!                         raft (one openraft::Raft per group) ─append─▶ LogStore (group commit, fsync)
+//!                                                   │ committed
+//!                                                   ▼
+//!               MetaState::apply / queue::apply (payload = log index of the Enqueue entry)
+//!                                                   │ reply (+ effects), to the proposer only
+//!   frontend ◀──────────────────────────────────────┘   bodies: QueueGroup::body(index)
+//! ```
+//!
+//! Only the proposer receives replies and effects, so effects are executed
+//! once, by the leader; replaying the log after a restart re-applies every
+//! command but answers (and executes) nothing. Locks (`parking_lot`) guard
+//! the applied states and are never held across an `.await`.
+
+pub mod convert;
+mod error;
+pub mod meta_snapshot;
+mod node;
+mod queue_group;
+mod raft;
+
+pub use error::ClusterError;
+pub use node::Node;
+pub use queue_group::QueueGroup;
+pub use warren_storage::GroupId;

@@ -1,0 +1,120 @@
+//! Starting one group's `Raft` and driving it: the only place that calls
+//! openraft's runtime API. Each group has one member (this node) for now.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::storage::RaftStateMachine;
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use warren_storage::{GroupId, LogStore};
+
+use super::network::NoNetworkFactory;
+use super::{LogAdapter, QueueShared, Request, Response, TypeConfig};
+use crate::ClusterError;
+
+type C = TypeConfig;
+
+/// How long a group may take to elect itself after a start.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Snapshot (and then compact the log) after this many entries.
+const SNAPSHOT_EVERY: u64 = 1024;
+
+/// One running group.
+pub(crate) struct GroupHandle<SM: RaftStateMachine<C>> {
+    raft: Raft<C, SM>,
+    pub(crate) group: GroupId,
+}
+
+fn raft_err(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Raft(e.to_string())
+}
+
+fn config(group: GroupId) -> Result<Config, ClusterError> {
+    let c = Config {
+        cluster_name: format!("warren-g{group}"),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        // With one member nobody lags behind, so nothing needs the entries a
+        // snapshot covers: compact right away.
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 256,
+        ..Config::default()
+    };
+    c.validate().map_err(raft_err)
+}
+
+/// Starts the group's Raft over `store`; a pristine group is initialised
+/// with this node as its only voter. Returns once this node leads it.
+pub(crate) async fn start_group<S, SM>(
+    node_id: u64,
+    group: GroupId,
+    store: S,
+    sm: SM,
+    queue: Option<Arc<QueueShared>>,
+) -> Result<GroupHandle<SM>, ClusterError>
+where
+    S: LogStore,
+    SM: RaftStateMachine<C, SnapshotData = bytes::Bytes>,
+{
+    let log = LogAdapter::new(store, group, queue);
+    let cfg = Arc::new(config(group)?);
+    let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
+        .await
+        .map_err(raft_err)?;
+    if !raft.is_initialized().await.map_err(raft_err)? {
+        let members = std::collections::BTreeMap::from([(node_id, BasicNode::default())]);
+        raft.initialize(members).await.map_err(raft_err)?;
+    }
+    raft.wait(Some(LEADER_WAIT))
+        .current_leader(node_id, "single-member group elects itself")
+        .await
+        .map_err(raft_err)?;
+    Ok(GroupHandle { raft, group })
+}
+
+impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
+    /// Proposes `req`; after it is committed (durable) and applied, the log
+    /// index it got and the state machine's answer.
+    pub(crate) async fn propose(&self, req: Request) -> Result<(u64, Response), ClusterError> {
+        let resp = self.raft.client_write(req).await.map_err(raft_err)?;
+        Ok((resp.log_id.index, resp.data))
+    }
+
+    /// Snapshots now and compacts the log up to the snapshot; returns when
+    /// both are done.
+    pub(crate) async fn snapshot(&self) -> Result<(), ClusterError> {
+        self.raft.trigger().snapshot().await.map_err(raft_err)?;
+        let applied = self.raft.metrics().borrow_watched().last_applied;
+        if let Some(want) = applied {
+            // Trigger only queues the request: wait until the snapshot covers
+            // what was applied when we asked.
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= want.index),
+                    "snapshot built",
+                )
+                .await
+                .map_err(raft_err)?;
+            self.raft
+                .trigger()
+                .purge_log(want.index)
+                .await
+                .map_err(raft_err)?;
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .metrics(
+                    |m| m.purged.is_some_and(|p| p.index >= want.index),
+                    "log purged",
+                )
+                .await
+                .map_err(raft_err)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(&self) -> Result<(), ClusterError> {
+        self.raft.shutdown().await.map_err(raft_err)
+    }
+}

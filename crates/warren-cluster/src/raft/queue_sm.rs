@@ -1,0 +1,339 @@
+//! A queue group's state machine: the unchanged `warren_core::queue` machine
+//! over log indexes. An `Enqueue` entry is its message's home; the state
+//! keeps only the index (plus size, expiry, delivery count). The reply and
+//! the effects of a command go back to its proposer only, so only the
+//! leader executes effects and a replay after restart executes none.
+//!
+//! Snapshot (interim, see `QueueCore::pending`): warren-core's `QueueState`
+//! has private fields and no export, so a snapshot is the group's creation
+//! plus every command applied since, with payloads as indexes (no bodies).
+//! Appending to it is a byte append (repeated protobuf fields concatenate).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use parking_lot::Mutex;
+use prost::Message as _;
+use warren_core::queue::{self, Meta, QueueState};
+use warren_rpc::FORMAT_VERSION;
+use warren_rpc::log as pb;
+use warren_rpc::log::queue_command::{Command as PbCmd, enqueue::Payload};
+use warren_storage::{GroupId, LogStore, MetaKey};
+
+use super::bodies::read_message;
+use super::codec::check_version;
+use super::snapshot::{PreparedSnapshot, load, meta_for, save};
+use super::{Response, TypeConfig, io_err};
+use crate::convert::{FromProto, IntoProto, QueueOp};
+
+type C = TypeConfig;
+
+/// The applied state of one queue group, shared by its state machine, its
+/// log adapter (for purges) and the node (for reads).
+#[derive(Default)]
+pub(crate) struct QueueCore {
+    /// `None` until the group's `Create` entry is applied.
+    pub(crate) state: Option<QueueState<u64>>,
+    create: Option<pb::queue_command::Create>,
+    applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+    /// The stored snapshot's data; the next one is this plus `pending`.
+    base: Bytes,
+    /// Commands applied since `base`, as the snapshot encodes them.
+    pending: Vec<pb::AppliedQueueCommand>,
+    /// Indexes whose bodies were copied to the store's bodies (the record
+    /// `MOVED_KEY` holds it durably); `None` until the first purge reads it.
+    moved: Option<BTreeSet<u64>>,
+}
+
+/// `QueueCore` behind a lock that is never held across an await.
+#[derive(Default)]
+pub(crate) struct QueueShared {
+    pub(crate) core: Mutex<QueueCore>,
+}
+
+impl QueueShared {
+    /// Before the log is purged up to `upto` (it was purged up to `prev`):
+    /// copies the bodies of unsettled messages in (prev, upto] to the
+    /// store's bodies, and deletes stored bodies whose messages are gone.
+    /// The set of copied indexes is itself a record of the group, so a
+    /// restart forgets none.
+    pub(crate) async fn keep_live_bodies<S: LogStore>(
+        &self,
+        store: &S,
+        group: GroupId,
+        prev: Option<u64>,
+        upto: u64,
+    ) -> Result<(), io::Error> {
+        let above_prev = |i: u64| prev.is_none_or(|p| i > p);
+        let moved = match self.core.lock().moved.clone() {
+            Some(m) => m,
+            None => read_moved(store, group)?,
+        };
+        let (to_move, dead) = {
+            let core = self.core.lock();
+            let live: BTreeSet<u64> = match &core.state {
+                Some(s) => s.payloads().copied().filter(|i| *i <= upto).collect(),
+                None => BTreeSet::new(),
+            };
+            let dead: Vec<u64> = moved.difference(&live).copied().collect();
+            let to_move: Vec<u64> = live.iter().copied().filter(|i| above_prev(*i)).collect();
+            (to_move, dead)
+        };
+        let mut bodies = Vec::with_capacity(to_move.len());
+        for i in &to_move {
+            if let Some(m) = read_message(store, group, *i)? {
+                bodies.push((*i, Bytes::from(m.encode_to_vec())));
+            }
+        }
+        // The record may list more than the store holds, never less: first
+        // everything that may get copied, then, after the deletes, the truth.
+        let mut now: BTreeSet<u64> = moved;
+        now.extend(to_move);
+        save_moved(store, group, &now).await?;
+        store.put_bodies(group, bodies).await.map_err(io_err)?;
+        store
+            .delete_bodies(group, dead.clone())
+            .await
+            .map_err(io_err)?;
+        dead.iter().for_each(|i| {
+            now.remove(i);
+        });
+        save_moved(store, group, &now).await?;
+        self.core.lock().moved = Some(now);
+        Ok(())
+    }
+}
+
+/// Where a queue group records which bodies live outside its log.
+const MOVED_KEY: MetaKey = MetaKey::Custom(0);
+
+async fn save_moved<S: LogStore>(
+    store: &S,
+    group: GroupId,
+    moved: &BTreeSet<u64>,
+) -> Result<(), io::Error> {
+    let record = pb::BodyIndexes {
+        indexes: moved.iter().copied().collect(),
+    };
+    store
+        .save_meta(group, MOVED_KEY, record.encode_to_vec().into())
+        .await
+        .map_err(io_err)
+}
+
+fn read_moved<S: LogStore>(store: &S, group: GroupId) -> Result<BTreeSet<u64>, io::Error> {
+    match store.read_meta(group, MOVED_KEY).map_err(io_err)? {
+        Some(b) => Ok(pb::BodyIndexes::decode(b)
+            .map_err(io_err)?
+            .indexes
+            .into_iter()
+            .collect()),
+        None => Ok(BTreeSet::new()),
+    }
+}
+
+/// The queue state machine for openraft.
+pub(crate) struct QueueMachine<S: LogStore> {
+    store: S,
+    group: GroupId,
+    pub(crate) shared: Arc<QueueShared>,
+}
+
+impl<S: LogStore> QueueMachine<S> {
+    /// Starts from the group's stored snapshot (replaying it), if any.
+    pub(crate) fn open(store: S, group: GroupId) -> Result<Self, io::Error> {
+        let mut core = QueueCore::default();
+        if let Some((meta, data)) = load(&store, group)? {
+            core = replay(data)?;
+            core.applied = meta.last_log_id;
+            core.membership = meta.last_membership;
+        }
+        Ok(QueueMachine {
+            store,
+            group,
+            shared: Arc::new(QueueShared {
+                core: Mutex::new(core),
+            }),
+        })
+    }
+}
+
+/// Rebuilds the state from snapshot data.
+fn replay(data: Bytes) -> Result<QueueCore, io::Error> {
+    let snap = pb::QueueSnapshot::decode(data.clone()).map_err(io_err)?;
+    if !data.is_empty() {
+        check_version(snap.format_version).map_err(io_err)?;
+    }
+    let mut core = QueueCore {
+        base: data,
+        ..QueueCore::default()
+    };
+    if let Some(c) = snap.create {
+        create(&mut core, c)?;
+    }
+    for a in snap.commands {
+        let meta = Meta {
+            index: a.index,
+            now_ms: a.now_ms,
+        };
+        let cmd = a
+            .command
+            .ok_or_else(|| io_err("snapshot: command missing"))?;
+        let QueueOp::Command(cmd) = QueueOp::<u64>::from_proto(cmd).map_err(io_err)? else {
+            return Err(io_err("snapshot: create among the commands"));
+        };
+        let state = core
+            .state
+            .as_mut()
+            .ok_or_else(|| io_err("snapshot: no create"))?;
+        queue::apply(&meta, cmd, state);
+    }
+    Ok(core)
+}
+
+fn create(core: &mut QueueCore, c: pb::queue_command::Create) -> Result<(), io::Error> {
+    if core.state.is_some() {
+        return Ok(());
+    }
+    let (vhost, name, config): (String, String, _) =
+        FromProto::from_proto(c.clone()).map_err(io_err)?;
+    core.state = Some(QueueState::new(config).with_name(&vhost, &name));
+    core.create = Some(c);
+    Ok(())
+}
+
+/// Applies one normal entry at `index`; the encoded `QueueResult` if `want` (a proposer waits).
+fn apply_proposal(
+    core: &mut QueueCore,
+    index: u64,
+    data: Bytes,
+    want: bool,
+) -> Result<Response, io::Error> {
+    let p = pb::Proposal::decode(data).map_err(io_err)?;
+    let Some(pb::proposal::Command::Queue(mut cmd)) = p.command else {
+        return Err(io_err("queue group: entry is not a queue command"));
+    };
+    let mut result = pb::QueueResult {
+        reply: Some(queue::Reply::<u64>::Ok.into_proto()),
+        effects: Vec::new(),
+    };
+    match cmd.command.take() {
+        Some(PbCmd::Create(c)) => create(core, c)?,
+        Some(mut c) => {
+            // The machine keeps the index of this entry, not the message.
+            if let PbCmd::Enqueue(e) = &mut c {
+                e.payload = Some(Payload::LogIndex(index));
+            }
+            cmd.command = Some(c);
+            let QueueOp::Command(op) = QueueOp::<u64>::from_proto(cmd.clone()).map_err(io_err)?
+            else {
+                return Err(io_err("queue group: unexpected create"));
+            };
+            let state = core
+                .state
+                .as_mut()
+                .ok_or_else(|| io_err("queue command before create"))?;
+            let meta = Meta {
+                index,
+                now_ms: p.now_ms,
+            };
+            let (reply, fx) = queue::apply(&meta, op, state);
+            core.pending.push(pb::AppliedQueueCommand {
+                index,
+                now_ms: p.now_ms,
+                command: Some(cmd),
+            });
+            if want {
+                result.reply = Some(reply.into_proto());
+                result.effects = fx.into_iter().map(IntoProto::into_proto).collect();
+            }
+        }
+        None => return Err(io_err("queue group: empty command")),
+    }
+    Ok(Response(result.encode_to_vec().into()))
+}
+
+impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
+    type SnapshotData = Bytes;
+    type SnapshotBuilder = PreparedSnapshot<S>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
+        let core = self.shared.core.lock();
+        Ok((core.applied, core.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = {
+                let mut core = self.shared.core.lock();
+                core.applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => Response(Bytes::new()),
+                    EntryPayload::Membership(m) => {
+                        core.membership = StoredMembershipOf::<C>::new(Some(entry.log_id), m);
+                        Response(Bytes::new())
+                    }
+                    EntryPayload::Normal(req) => {
+                        let want = responder.is_some();
+                        apply_proposal(&mut core, entry.log_id.index, req.0, want)?
+                    }
+                }
+            };
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let mut core = self.shared.core.lock();
+        let tail = pb::QueueSnapshot {
+            format_version: FORMAT_VERSION,
+            // Repeated on every append: merging equal messages is a no-op,
+            // and a Create applied after the first snapshot still lands.
+            create: core.create.clone(),
+            commands: std::mem::take(&mut core.pending),
+        };
+        let mut data = BytesMut::from(core.base.as_ref());
+        data.extend_from_slice(&tail.encode_to_vec());
+        core.base = data.freeze();
+        PreparedSnapshot {
+            store: self.store.clone(),
+            group: self.group,
+            meta: meta_for(core.applied, core.membership.clone()),
+            data: core.base.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<C>,
+        snapshot: Bytes,
+    ) -> Result<(), io::Error> {
+        let mut core = replay(snapshot.clone())?;
+        save(&self.store, self.group, meta, snapshot).await?;
+        core.applied = meta.last_log_id;
+        core.membership = meta.last_membership.clone();
+        *self.shared.core.lock() = core;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Bytes>>, io::Error> {
+        Ok(load(&self.store, self.group)?
+            .map(|(meta, snapshot)| SnapshotOf::<C, Bytes> { meta, snapshot }))
+    }
+}
