@@ -67,3 +67,5 @@ pub(crate) fn io_err(e: impl fmt::Display) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_replay;

@@ -166,7 +166,7 @@ impl<S: LogStore> QueueMachine<S> {
 }
 
 /// Rebuilds the state from snapshot data.
-fn replay(data: Bytes) -> Result<QueueCore, io::Error> {
+pub(crate) fn replay(data: Bytes) -> Result<QueueCore, io::Error> {
     let snap = pb::QueueSnapshot::decode(data.clone()).map_err(io_err)?;
     if !data.is_empty() {
         check_version(snap.format_version).map_err(io_err)?;
@@ -210,7 +210,7 @@ fn create(core: &mut QueueCore, c: pb::queue_command::Create) -> Result<(), io::
 }
 
 /// Applies one normal entry at `index`; the encoded `QueueResult` if `want` (a proposer waits).
-fn apply_proposal(
+pub(crate) fn apply_proposal(
     core: &mut QueueCore,
     index: u64,
     data: Bytes,
@@ -260,6 +260,22 @@ fn apply_proposal(
     Ok(Response(result.encode_to_vec().into()))
 }
 
+/// The stored snapshot's data with the commands applied since appended:
+/// the data of a snapshot at `core.applied`, which becomes the new base.
+pub(crate) fn next_snapshot_data(core: &mut QueueCore) -> Bytes {
+    let tail = pb::QueueSnapshot {
+        format_version: FORMAT_VERSION,
+        // Repeated on every append: merging equal messages is a no-op,
+        // and a Create applied after the first snapshot still lands.
+        create: core.create.clone(),
+        commands: std::mem::take(&mut core.pending),
+    };
+    let mut data = BytesMut::from(core.base.as_ref());
+    data.extend_from_slice(&tail.encode_to_vec());
+    core.base = data.freeze();
+    core.base.clone()
+}
+
 impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
     type SnapshotData = Bytes;
     type SnapshotBuilder = PreparedSnapshot<S>;
@@ -301,21 +317,12 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let mut core = self.shared.core.lock();
-        let tail = pb::QueueSnapshot {
-            format_version: FORMAT_VERSION,
-            // Repeated on every append: merging equal messages is a no-op,
-            // and a Create applied after the first snapshot still lands.
-            create: core.create.clone(),
-            commands: std::mem::take(&mut core.pending),
-        };
-        let mut data = BytesMut::from(core.base.as_ref());
-        data.extend_from_slice(&tail.encode_to_vec());
-        core.base = data.freeze();
+        let data = next_snapshot_data(&mut core);
         PreparedSnapshot {
             store: self.store.clone(),
             group: self.group,
             meta: meta_for(core.applied, core.membership.clone()),
-            data: core.base.clone(),
+            data,
         }
     }
 
