@@ -69,6 +69,12 @@ pub enum QueueRequest {
     },
     /// A channel limiter this queue waited on has permits again.
     CreditAvailable,
+    /// The consumer's connection wrote `count` no-ack deliveries to its
+    /// socket: that much more credit for it.
+    Written {
+        consumer: ConsumerKey,
+        count: u32,
+    },
     Cancel {
         consumer: ConsumerKey,
     },
@@ -158,6 +164,9 @@ impl QueueHandle {
         })
     }
 }
+
+/// Deliveries a no-ack consumer may have on their way to its socket.
+pub const NO_ACK_WINDOW: u32 = 1000;
 
 /// A request that reached a queue after it was deleted: a confirmed publish
 /// is still confirmed (the message was routed; its queue then went, as if
@@ -265,7 +274,9 @@ impl Actor {
             let Some(req) = req else { return };
             if !matches!(
                 req,
-                QueueRequest::Publish { .. } | QueueRequest::CreditAvailable
+                QueueRequest::Publish { .. }
+                    | QueueRequest::CreditAvailable
+                    | QueueRequest::Written { .. }
             ) {
                 self.last_used = Instant::now();
             }
@@ -367,8 +378,17 @@ impl Actor {
                         Command::SubscribeCredit {
                             consumer: consumer.clone(),
                             no_ack,
+                            exclusive,
                         }
                     }
+                    // No-ack deliveries are settled on sending; a window of
+                    // credit, topped up as the connection writes them out,
+                    // keeps a slow reader from holding the whole queue.
+                    _ if no_ack => Command::SubscribeCredit {
+                        consumer: consumer.clone(),
+                        no_ack,
+                        exclusive,
+                    },
                     _ => Command::Subscribe {
                         consumer: consumer.clone(),
                         prefetch,
@@ -377,6 +397,12 @@ impl Actor {
                     },
                 };
                 let r = self.apply(cmd);
+                if no_ack && !matches!(r, Reply::Error(_)) {
+                    self.apply(Command::Credit {
+                        consumer: consumer.clone(),
+                        credit: NO_ACK_WINDOW,
+                    });
+                }
                 let result = match r {
                     Reply::Error(e) => {
                         self.no_ack.remove(&consumer);
@@ -391,6 +417,14 @@ impl Actor {
                 let _ = reply.send(result);
             }
             QueueRequest::CreditAvailable => {}
+            QueueRequest::Written { consumer, count } => {
+                // Unknown consumers (cancelled meanwhile) are answered with an
+                // error reply that changes nothing.
+                self.apply(Command::Credit {
+                    consumer,
+                    credit: count,
+                });
+            }
             QueueRequest::Cancel { consumer } => {
                 self.no_ack.remove(&consumer);
                 self.drop_credit(|k| *k == consumer);

@@ -97,6 +97,7 @@ impl Channel {
                 queue,
                 no_ack: c.no_ack,
                 limited,
+                written: 0,
             },
         );
         if !c.nowait {
@@ -194,11 +195,10 @@ impl Channel {
 /// Writes a delivery to the client and tracks it until it is settled. A
 /// delivery for a consumer this channel no longer has goes back to its queue.
 pub(super) fn deliver(ch: &mut Channel, ctx: &mut Ctx<'_>, d: Delivery) {
-    let Some(limited) = ch
+    let Some(info) = ch
         .consumers
-        .get(&d.consumer_tag)
+        .get_mut(&d.consumer_tag)
         .filter(|_| !ch.closing)
-        .map(|c| c.limited)
     else {
         if !d.no_ack {
             d.queue.send_now(QueueRequest::Return {
@@ -213,6 +213,10 @@ pub(super) fn deliver(ch: &mut Channel, ctx: &mut Ctx<'_>, d: Delivery) {
         }
         return;
     };
+    let limited = info.limited;
+    if d.no_ack {
+        info.written += 1;
+    }
     let tag = ch.next_tag;
     ch.next_tag += 1;
     if !d.no_ack {

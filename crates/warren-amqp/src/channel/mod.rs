@@ -55,6 +55,8 @@ pub struct ConsumerInfo {
     pub no_ack: bool,
     /// Under the channel's global prefetch: its deliveries hold limiter permits.
     pub limited: bool,
+    /// No-ack deliveries written since the queue was last told (credit to return).
+    pub written: u32,
 }
 
 /// A delivery the client has not settled yet.
@@ -252,6 +254,24 @@ impl Channel {
     /// A delivery for this channel arrived from a queue.
     pub fn on_delivery(&mut self, ctx: &mut Ctx<'_>, d: Delivery) {
         consume::deliver(self, ctx, d);
+    }
+
+    /// After the connection wrote its buffer: gives the queues of no-ack
+    /// consumers credit for what went out, so they send more.
+    pub async fn report_written(&mut self) {
+        for (tag, info) in self.consumers.iter_mut() {
+            if info.written == 0 {
+                continue;
+            }
+            let count = std::mem::take(&mut info.written);
+            let consumer = warren_core::queue::ConsumerKey {
+                owner: self.owner,
+                tag: tag.clone(),
+            };
+            info.queue
+                .send(QueueRequest::Written { consumer, count })
+                .await;
+        }
     }
 
     /// The server cancelled a consumer (its queue was deleted).

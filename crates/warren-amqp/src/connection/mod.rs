@@ -122,6 +122,9 @@ impl Connection {
                     return end;
                 }
                 self.last_write = Instant::now();
+                for ch in self.channels.values_mut() {
+                    ch.report_written().await;
+                }
             }
             tokio::select! {
                 ev = events.recv() => {

@@ -86,9 +86,11 @@ pub fn apply<M: Clone>(
             exclusive,
             &mut fx,
         ),
-        Command::SubscribeCredit { consumer, no_ack } => {
-            state.subscribe(meta, consumer, Limit::Credit(0), no_ack, false, &mut fx)
-        }
+        Command::SubscribeCredit {
+            consumer,
+            no_ack,
+            exclusive,
+        } => state.subscribe(meta, consumer, Limit::Credit(0), no_ack, exclusive, &mut fx),
         Command::Cancel { consumer } => state.cancel(meta, &consumer, &mut fx),
         Command::Credit { consumer, credit } => state.credit(meta, &consumer, credit, &mut fx),
         Command::Get { owner, no_ack } => state.get(meta, owner, no_ack, &mut fx),

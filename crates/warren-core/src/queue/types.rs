@@ -67,7 +67,11 @@ pub enum Command<M> {
     /// message per credit granted by `Credit` (settling does not give
     /// credit back). The frontend uses it to enforce a channel-wide
     /// prefetch (global basic.qos) across several queues.
-    SubscribeCredit { consumer: ConsumerKey, no_ack: bool },
+    SubscribeCredit {
+        consumer: ConsumerKey,
+        no_ack: bool,
+        exclusive: bool,
+    },
     /// basic.cancel. Messages already delivered stay with the owner.
     Cancel { consumer: ConsumerKey },
     /// Grant more deliveries to a consumer subscribed with `SubscribeCredit`.

@@ -107,6 +107,7 @@ impl Model {
             Op::SubscribeCredit { owner, tag, no_ack } => Command::SubscribeCredit {
                 consumer: key(owner, tag),
                 no_ack,
+                exclusive: false,
             },
             Op::Cancel { owner, tag } => Command::Cancel {
                 consumer: key(owner, tag),
@@ -192,7 +193,7 @@ impl Model {
             ) => {
                 self.add_consumer(consumer, Some(*prefetch), *no_ack);
             }
-            (Command::SubscribeCredit { consumer, no_ack }, Reply::Ok) => {
+            (Command::SubscribeCredit { consumer, no_ack, .. }, Reply::Ok) => {
                 self.add_consumer(consumer, None, *no_ack)
             }
             (Command::Cancel { consumer }, _) => {

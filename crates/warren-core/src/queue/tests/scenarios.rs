@@ -403,6 +403,7 @@ fn credit_mode_delivers_only_granted_credit() {
     let sub = Command::SubscribeCredit {
         consumer: key(1, "a"),
         no_ack: false,
+        exclusive: false,
     };
     assert_eq!(run(&mut q, 0, sub), ok());
     for m in ["m1", "m2", "m3"] {
