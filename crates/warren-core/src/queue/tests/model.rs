@@ -193,9 +193,12 @@ impl Model {
             ) => {
                 self.add_consumer(consumer, Some(*prefetch), *no_ack);
             }
-            (Command::SubscribeCredit { consumer, no_ack, .. }, Reply::Ok) => {
-                self.add_consumer(consumer, None, *no_ack)
-            }
+            (
+                Command::SubscribeCredit {
+                    consumer, no_ack, ..
+                },
+                Reply::Ok,
+            ) => self.add_consumer(consumer, None, *no_ack),
             (Command::Cancel { consumer }, _) => {
                 self.subscribed.remove(consumer);
             }
