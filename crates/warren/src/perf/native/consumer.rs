@@ -9,9 +9,13 @@ use crate::perf::consumer::ConsumerPlan;
 use crate::perf::stats::{Stats, unix_micros};
 use anyhow::{Context as _, bail};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use warren_codec::spec::basic;
 use warren_codec::{AMQPClass, FieldTable, ShortString};
+
+/// How long the last acks may take to be written when the consumer stops.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// A consumer whose basic.consume the broker has accepted.
 pub struct Consumer {
@@ -102,7 +106,13 @@ impl Consumer {
             if let Some(tag) = self.unacked.take() {
                 self.acks.append(&mut self.conn.wbuf, tag, true);
             }
-            result = self.conn.flush().await.context("basic.ack failed");
+            // Bounded: a broker that stopped reading must not keep perf from ending.
+            result = match tokio::time::timeout(FLUSH_GRACE, self.conn.flush()).await {
+                Ok(flushed) => flushed.context("basic.ack failed"),
+                Err(_) => Err(anyhow::anyhow!(
+                    "last acks not written within {FLUSH_GRACE:?}"
+                )),
+            };
         }
         self.conn.close().await;
         result

@@ -190,3 +190,30 @@ async fn refused_login_is_an_error_not_a_hang() {
         .expect("a missing vhost must fail fast");
     assert!(result.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unroutable_mandatory_publishes_are_returned_and_confirmed() {
+    let broker = Broker::start("returns").await;
+    let plan = Arc::new(ProducerPlan {
+        exchange: "amq.direct".into(),
+        routing_key: "bound-to-nothing".into(),
+        size: 2000,
+        window: 8,
+        rate: 0.0,
+        count: Some(50),
+        persistent: false,
+        mandatory: true,
+        confirm_grace: Duration::from_secs(5),
+    });
+    let stats = Arc::new(Stats::new().unwrap());
+    let producer = Producer::connect(&broker.uri, plan, Arc::clone(&stats))
+        .await
+        .unwrap();
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    producer.run(stop).await.unwrap();
+    let c = stats.counters.snapshot();
+    assert_eq!(
+        (c.published, c.returned, c.confirmed, c.nacked),
+        (50, 50, 50, 0)
+    );
+}
