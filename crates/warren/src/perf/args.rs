@@ -143,7 +143,7 @@ pub struct PerfArgs {
     /// Do not print the per-second progress lines.
     #[arg(long = "no-progress")]
     pub no_progress: bool,
-    /// Client engine for producers and consumers (the queue is always set up with lapin).
+    /// Client engine for every connection perf opens (queue setup, producers, consumers).
     #[arg(long, value_enum, default_value_t = Client::Lapin)]
     pub client: Client,
 }

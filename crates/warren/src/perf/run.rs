@@ -42,8 +42,8 @@ pub async fn run(args: PerfArgs) -> anyhow::Result<()> {
 /// listed in [`Summary::errors`]; setup failures are returned as errors.
 pub async fn measure(args: &PerfArgs) -> anyhow::Result<Summary> {
     args.validate().map_err(anyhow::Error::msg)?;
-    let topology = Topology::declare(args).await?;
-    let config = RunConfig::new(args, &topology.queue, &topology.routing_key);
+    let topology = Setup::declare(args).await?;
+    let config = RunConfig::new(args, topology.queue(), topology.routing_key());
     let result = drive(args, &topology).await;
     // The queue is deleted even when the run failed half-way.
     let teardown = topology.teardown().await;
@@ -69,7 +69,7 @@ type Outcome = (
     Vec<String>,
 );
 
-async fn drive(args: &PerfArgs, topology: &Topology) -> anyhow::Result<Outcome> {
+async fn drive(args: &PerfArgs, topology: &Setup) -> anyhow::Result<Outcome> {
     let stats = Arc::new(Stats::new()?);
     let interrupted = watch_ctrl_c();
     let (stop_consumers, consumers_stop) = watch::channel(false);
@@ -148,12 +148,12 @@ async fn drive(args: &PerfArgs, topology: &Topology) -> anyhow::Result<Outcome> 
 /// first messages (which would inflate their latency).
 async fn start_consumers(
     args: &PerfArgs,
-    topology: &Topology,
+    topology: &Setup,
     stats: &Arc<Stats>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Task>> {
     let plan = Arc::new(ConsumerPlan {
-        queue: topology.queue.clone(),
+        queue: topology.queue().to_string(),
         qos: args.qos,
         auto_ack: args.auto_ack,
         multi_ack_every: u64::from(args.multi_ack_every),
@@ -178,6 +178,42 @@ async fn start_consumers(
     Ok(tasks)
 }
 
+/// The queue of the run, set up by the chosen client engine (boxed: sizes differ).
+enum Setup {
+    Lapin(Box<Topology>),
+    Native(native::Topology),
+}
+
+impl Setup {
+    async fn declare(args: &PerfArgs) -> anyhow::Result<Self> {
+        Ok(match args.client {
+            Client::Lapin => Setup::Lapin(Box::new(Topology::declare(args).await?)),
+            Client::Native => Setup::Native(native::Topology::declare(args).await?),
+        })
+    }
+
+    fn queue(&self) -> &str {
+        match self {
+            Setup::Lapin(t) => &t.queue,
+            Setup::Native(t) => &t.queue,
+        }
+    }
+
+    fn routing_key(&self) -> &str {
+        match self {
+            Setup::Lapin(t) => &t.routing_key,
+            Setup::Native(t) => &t.routing_key,
+        }
+    }
+
+    async fn teardown(self) -> anyhow::Result<()> {
+        match self {
+            Setup::Lapin(t) => t.teardown().await,
+            Setup::Native(t) => t.teardown().await,
+        }
+    }
+}
+
 /// A connected producer of either client engine (boxed: both are large).
 enum Connected {
     Lapin(Box<Producer>),
@@ -195,12 +231,12 @@ impl Connected {
 
 async fn connect_producers(
     args: &PerfArgs,
-    topology: &Topology,
+    topology: &Setup,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Vec<Connected>> {
     let plan = Arc::new(ProducerPlan {
         exchange: args.exchange.clone(),
-        routing_key: topology.routing_key.clone(),
+        routing_key: topology.routing_key().to_string(),
         size: args.size as usize,
         window: args.confirm as usize,
         rate: args.rate,

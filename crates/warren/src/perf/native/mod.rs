@@ -13,18 +13,20 @@
 //!
 //! It does only what perf needs: channel 1, PLAIN, no heartbeats, no TLS. It
 //! takes the same plans, reports into the same [`Stats`](super::stats::Stats) with
-//! the same counting rules, so summaries of the two engines compare directly. The
-//! queue itself is still declared and deleted by the lapin-based
-//! [`Topology`](super::topology::Topology) (setup, not measured).
+//! the same counting rules, so summaries of the two engines compare directly; it
+//! also declares and deletes the run's queue, so a native run opens no lapin
+//! connection.
 
 mod conn;
 mod consumer;
 mod frames;
 mod producer;
+mod topology;
 mod uri;
 
 pub use consumer::Consumer;
 pub use producer::Producer;
+pub use topology::Topology;
 
 #[cfg(test)]
 mod tests;

@@ -117,6 +117,35 @@ async fn confirms_and_multi_ack() {
         .perf(&["-s1024", "-q20", "-A5", "-c32", "-C1000"])
         .await;
     assert_complete(&s, 1000, true);
+    // Through an exchange: the native topology binds the queue with the key.
+    let s = broker
+        .perf(&[
+            "-x2",
+            "-c16",
+            "-C150",
+            "-e",
+            "amq.direct",
+            "-k",
+            "rk",
+            "-f",
+            "mandatory",
+        ])
+        .await;
+    assert_complete(&s, 300, true);
+    assert_eq!(s.config.exchange, "amq.direct");
+    // A durable quorum queue with persistent messages, as row C of BENCHMARKS.md.
+    let s = broker
+        .perf(&[
+            "-c16",
+            "-C200",
+            "--queue-type",
+            "quorum",
+            "-f",
+            "persistent",
+        ])
+        .await;
+    assert_complete(&s, 200, true);
+    assert!(s.config.durable && s.config.persistent);
     // A window of 1 forces a confirm round trip per message.
     let s = broker.perf(&["-s20", "-q10", "-c1", "-C300"]).await;
     assert_complete(&s, 300, true);
