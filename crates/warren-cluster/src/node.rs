@@ -132,7 +132,12 @@ impl<S: LogStore> Node<S> {
             return Err(ClusterError::GroupExists(group));
         }
         let q = open_queue(&self.inner.store, self.inner.node_id, group).await?;
-        q.create(vhost, name, config).await?;
+        if let Err(e) = q.create(vhost, name, config).await {
+            // Leave nothing behind: a group without its Create is useless.
+            let _ = q.shutdown().await;
+            let _ = self.inner.store.delete_group(group).await;
+            return Err(e);
+        }
         self.inner.queues.lock().insert(group, q.clone());
         Ok(q)
     }

@@ -70,6 +70,15 @@ where
         .current_leader(node_id, "single-member group elects itself")
         .await
         .map_err(raft_err)?;
+    // Leading means the new term's first entry is in the log; once it is
+    // applied, so is everything before it: the state is back.
+    raft.wait(Some(LEADER_WAIT))
+        .metrics(
+            |m| m.last_log_index.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index,
+            "log replayed",
+        )
+        .await
+        .map_err(raft_err)?;
     Ok(GroupHandle { raft, group })
 }
 
