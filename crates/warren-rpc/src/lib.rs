@@ -12,10 +12,9 @@
 //!   warren-cluster: domain type ◀──From / TryFrom──▶ log::* ──prost──▶ bytes in the log
 //! ```
 
-#![allow(clippy::all)] // generated code
-
 /// The generated modules, nested as the proto packages are, so that the
 /// cross-package paths protoc emits (`super::super::log::v1`) resolve.
+#[allow(clippy::all)] // generated code
 pub mod warren {
     pub mod log {
         pub mod v1 {
