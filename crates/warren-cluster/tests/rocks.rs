@@ -100,6 +100,16 @@ async fn restart_on_rocksdb_keeps_metadata_and_messages() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Kills the child however the parent leaves the round (SIGKILL on Unix).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Child mode: enqueue forever, printing each acknowledged message number.
 async fn child(dir: &str) -> anyhow::Result<()> {
     let node = Node::open(std::path::Path::new(dir), 1).await?;
@@ -126,17 +136,20 @@ async fn kill9_loses_no_acknowledged_message() -> anyhow::Result<()> {
     }
     for round in 0..3 {
         let dir = tempfile::tempdir()?;
-        let mut proc = Process::new(std::env::current_exe()?)
-            .args([
-                "--exact",
-                "kill9_loses_no_acknowledged_message",
-                "--nocapture",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let mut proc = KillOnDrop(
+            Process::new(std::env::current_exe()?)
+                .args([
+                    "--exact",
+                    "kill9_loses_no_acknowledged_message",
+                    "--nocapture",
+                ])
+                .env(CHILD_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
         let stdout = proc
+            .0
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
@@ -153,8 +166,7 @@ async fn kill9_loses_no_acknowledged_message() -> anyhow::Result<()> {
                 break;
             }
         }
-        proc.kill()?; // SIGKILL
-        proc.wait()?;
+        drop(proc); // SIGKILL, mid-stream
         assert!(
             acked.len() >= kill_at,
             "child acknowledged only {}",
