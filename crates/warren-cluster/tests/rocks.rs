@@ -62,7 +62,6 @@ async fn drain(node: &Node<RocksStore>) -> anyhow::Result<Vec<Bytes>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written but not yet run against RocksDB (only against MemStore); enable after a first green run, see the issue 3 note"]
 async fn restart_on_rocksdb_keeps_metadata_and_messages() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     {
@@ -131,7 +130,6 @@ async fn child(dir: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written but not yet run against RocksDB (only against MemStore); enable after a first green run, see the issue 3 note"]
 async fn kill9_loses_no_acknowledged_message() -> anyhow::Result<()> {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         return child(&dir).await;
@@ -143,7 +141,6 @@ async fn kill9_loses_no_acknowledged_message() -> anyhow::Result<()> {
                 .args([
                     "--exact",
                     "kill9_loses_no_acknowledged_message",
-                    "--include-ignored",
                     "--nocapture",
                 ])
                 .env(CHILD_ENV, dir.path())

@@ -74,7 +74,6 @@ async fn openraft_suite_queue_machine_over_mem_store() -> Result<(), StorageErro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written but not yet run against RocksDB (only against MemStore); enable after a first green run, see the issue 3 note"]
 async fn openraft_suite_queue_machine_over_rocks_store() -> Result<(), StorageError<C>> {
     Suite::test_all(Rocks).await
 }
