@@ -2,7 +2,6 @@
 //! length limit, over its delivery limit) is republished to the queue's
 //! dead-letter exchange with an `x-death` history, as RabbitMQ does.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
@@ -181,6 +180,3 @@ fn copy_without_expiration(
     }
     to
 }
-
-/// Shared form, for the broker's republish path.
-pub type Shared = Arc<Message>;

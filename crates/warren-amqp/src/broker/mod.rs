@@ -254,13 +254,8 @@ impl Broker {
         }
     }
 
-    /// queue.declare (non-passive). `owner` is the declaring connection.
-    pub async fn declare_queue(
-        &self,
-        vhost: &str,
-        def: QueueDef,
-        owner: u64,
-    ) -> Result<Declared, AmqpError> {
+    /// queue.declare (non-passive); an exclusive queue names its connection in `def`.
+    pub async fn declare_queue(&self, vhost: &str, def: QueueDef) -> Result<Declared, AmqpError> {
         let config = QueueConfig::from_declare(&def.arguments, vhost, &def.name)?;
         let name = def.name.clone();
         let handle = {
@@ -280,7 +275,6 @@ impl Broker {
                 }
             }
         };
-        let _ = owner;
         self.stats(&handle).await
     }
 
@@ -491,18 +485,5 @@ impl Broker {
             },
             self.me.clone(),
         )
-    }
-
-    /// Exclusive-queue owner check for consume/get etc. is in [`Broker::queue_for`];
-    /// this is the permission helper the channel uses for most methods.
-    pub fn permit(
-        &self,
-        user: &str,
-        vhost: &str,
-        access: Access,
-        kind: ResourceKind,
-        name: &str,
-    ) -> Result<(), AmqpError> {
-        self.check_permission(user, vhost, access, kind, name)
     }
 }

@@ -183,9 +183,7 @@ impl Channel {
                 auto_delete: d.auto_delete,
                 arguments: table_from_wire(&d.arguments),
             };
-            ctx.broker
-                .declare_queue(ctx.vhost, def, ctx.conn_id)
-                .await?
+            ctx.broker.declare_queue(ctx.vhost, def).await?
         };
         self.last_queue = Some(declared.name.clone());
         if !d.nowait {
