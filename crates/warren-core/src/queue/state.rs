@@ -170,6 +170,16 @@ impl<M: Clone> QueueState<M> {
         mine.map(|(id, _)| *id).collect()
     }
 
+    /// Every owner holding a consumer or an unsettled message, ascending
+    /// (after a restart these are all gone: the driver sends `OwnerDown`).
+    pub fn owners(&self) -> Vec<OwnerId> {
+        let from_consumers = self.consumers.values().map(|c| c.key.owner);
+        let from_checked_out = self.checked_out.values().map(|c| c.owner);
+        let set: std::collections::BTreeSet<OwnerId> =
+            from_consumers.chain(from_checked_out).collect();
+        set.into_iter().collect()
+    }
+
     /// Every payload the queue still holds (ready or unacked), in no
     /// particular order. Under Raft the payload is the `Enqueue` entry's log
     /// index, so these are the "live indexes": log entries not listed here
