@@ -35,13 +35,15 @@
 //! (ready messages by priority, in delivery order), `enqueue`
 //! (length limits, purge), `checkout` (consumers, get, dispatch), `settle`
 //! (ack, requeue, discard, owner down), `expiry` (TTL), `policy` (runtime
-//! changes of the settings).
+//! changes of the settings), `image` (the state as plain data, for
+//! snapshots).
 
 mod checkout;
 mod config;
 mod enqueue;
 mod error;
 mod expiry;
+mod image;
 mod policy;
 mod ready;
 mod settle;
@@ -53,10 +55,9 @@ mod tests;
 
 pub use config::{Overflow, QueueConfig};
 pub use error::{QueueError, resource_name};
-pub use state::QueueState;
+pub use image::{CheckedOutMsg, ConsumerImage, MsgImage, QueueImage, ReadyMsg};
+pub use state::{Limit, QueueState};
 pub use types::{Command, ConsumerKey, DeadLetterReason, Effect, Meta, MsgId, OwnerId, Reply};
-
-use state::Limit;
 
 /// Applies one command. A command answered with `Reply::Error` changes
 /// nothing and emits nothing.

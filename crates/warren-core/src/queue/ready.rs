@@ -153,6 +153,15 @@ impl<M> Ready<M> {
         self.levels.values().flat_map(Level::iter)
     }
 
+    /// Every ready message in delivery order, each with whether it is among
+    /// the requeued ones of its level (what `push_return` put back).
+    pub(super) fn iter_requeued(&self) -> impl Iterator<Item = (&Msg<M>, bool)> {
+        self.levels.values().flat_map(|l| {
+            let returns = l.returns.values().map(|m| (m, true));
+            returns.chain(l.fresh.iter().map(|m| (m, false)))
+        })
+    }
+
     pub(super) fn clear(&mut self) {
         self.levels.clear();
         self.len = 0;

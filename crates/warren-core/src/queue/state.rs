@@ -49,7 +49,7 @@ pub(super) struct CheckedOut<M> {
 
 /// How a consumer is limited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Limit {
+pub enum Limit {
     /// At most this many unacked messages (0 = unlimited).
     Prefetch(u32),
     /// Remaining deliveries granted by `Credit`.

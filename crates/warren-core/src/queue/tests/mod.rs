@@ -1,8 +1,10 @@
 //! Tests of the queue machine: exact replies and effects per behaviour
-//! (`scenarios`, `limits`, `priority`), argument parsing (`config`), and
-//! random command sequences checked against invariants (`prop`).
+//! (`scenarios`, `limits`, `priority`), argument parsing (`config`), the
+//! state's image (`image`), and random command sequences checked against
+//! invariants (`prop`).
 
 mod config;
+mod image;
 mod limits;
 mod model;
 mod priority;

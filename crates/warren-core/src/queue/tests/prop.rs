@@ -12,7 +12,9 @@
 //! - dispatch is complete: messages are ready only if no consumer can take one;
 //! - byte counters match the sizes of held messages.
 //!
-//! And snapshot + replayed suffix == full replay.
+//! And snapshot + replayed suffix == full replay, the snapshot being the
+//! state's image (`QueueState::image` / `from_image`), which round-trips
+//! after every command.
 
 use proptest::prelude::*;
 
@@ -156,10 +158,28 @@ proptest! {
         for (meta, cmd, out) in &log[..k] {
             prop_assert_eq!(&apply(meta, cmd.clone(), &mut prefix), out);
         }
-        let mut snapshot = prefix.clone();
+        // What a replicated driver stores and restarts from.
+        let mut snapshot = QueueState::from_image(prefix.image());
+        prop_assert_eq!(&snapshot, &prefix);
         for (meta, cmd, out) in &log[k..] {
             prop_assert_eq!(&apply(meta, cmd.clone(), &mut snapshot), out);
         }
         prop_assert_eq!(snapshot, full);
+    }
+
+    #[test]
+    fn image_roundtrips_after_every_command(
+        config in config(),
+        ops in proptest::collection::vec(op(), 0..150),
+    ) {
+        let mut model = Model::new(&config);
+        let mut state = QueueState::new(config).with_name("v", "q");
+        let mut log = Log::new();
+        for op in &ops {
+            if let Some(cmd) = model.command(op, &state) {
+                model.step(cmd, &mut state, &mut log);
+                prop_assert_eq!(&QueueState::from_image(state.image()), &state);
+            }
+        }
     }
 }
