@@ -16,6 +16,7 @@ mod queue_command;
 mod queue_config;
 mod queue_def;
 mod queue_effect;
+mod queue_image;
 mod queue_reply;
 mod user;
 mod value;

@@ -3,14 +3,15 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use prost::Message as _;
 use warren_core::message::Message;
 use warren_core::meta::{
     BindingDef, Destination, ExchangeDef, ExchangeKind, MetaCommand, MetaError, MetaReply,
     PasswordHash, Permission, QueueDef, User,
 };
 use warren_core::queue::{
-    Command, ConsumerKey, DeadLetterReason, Effect, Overflow, OwnerId, QueueConfig, QueueError,
-    Reply,
+    CheckedOutMsg, Command, ConsumerImage, ConsumerKey, DeadLetterReason, Effect, Limit, MsgImage,
+    Overflow, OwnerId, QueueConfig, QueueError, QueueImage, ReadyMsg, Reply,
 };
 use warren_core::value::{Table, Value};
 use warren_rpc::log as pb;
@@ -359,6 +360,89 @@ fn effect() -> impl Strategy<Value = Effect<u64>> {
     ]
 }
 
+fn msg_image() -> impl Strategy<Value = MsgImage<u64>> {
+    // Mostly small values (as in a real queue), sometimes any: the deltas
+    // must wrap correctly either way.
+    let n = prop_oneof![3 => 0u64..1000, 1 => any::<u64>()];
+    (
+        n.clone(),
+        n.clone(),
+        n.clone(),
+        prop::option::of(n),
+        prop_oneof![0u32..2, any::<u32>()],
+        prop_oneof![Just(0u8), any::<u8>()],
+    )
+        .prop_map(
+            |(id, size, payload, expiry, delivery_count, priority)| MsgImage {
+                id,
+                size,
+                expiry,
+                delivery_count,
+                priority,
+                payload,
+            },
+        )
+}
+
+fn queue_image() -> impl Strategy<Value = QueueImage<u64>> {
+    let ready = prop::collection::vec(
+        (msg_image(), any::<bool>()).prop_map(|(msg, requeued)| ReadyMsg { msg, requeued }),
+        0..12,
+    );
+    let out = prop::collection::vec(
+        (msg_image(), 0u64..4, prop::option::of(any::<u64>())).prop_map(
+            |(msg, owner, consumer)| CheckedOutMsg {
+                owner: OwnerId(owner),
+                consumer,
+                msg,
+            },
+        ),
+        0..12,
+    );
+    let limit = prop_oneof![
+        any::<u32>().prop_map(Limit::Prefetch),
+        any::<u32>().prop_map(Limit::Credit)
+    ];
+    let consumers = prop::collection::vec(
+        (
+            any::<u64>(),
+            consumer(),
+            any::<[bool; 2]>(),
+            limit,
+            any::<u32>(),
+        )
+            .prop_map(|(seq, key, f, limit, unacked)| ConsumerImage {
+                seq,
+                key,
+                no_ack: f[0],
+                exclusive: f[1],
+                limit,
+                unacked,
+            }),
+        0..4,
+    );
+    (
+        queue_config(),
+        name(),
+        any::<[u64; 3]>(),
+        ready,
+        out,
+        consumers,
+    )
+        .prop_map(
+            |(config, resource, n, ready, checked_out, consumers)| QueueImage {
+                config,
+                resource,
+                next_msg_id: n[0],
+                ready,
+                checked_out,
+                consumers,
+                next_consumer_seq: n[1],
+                cursor: n[2],
+            },
+        )
+}
+
 proptest! {
     #[test]
     fn values_roundtrip(v in value()) {
@@ -393,6 +477,11 @@ proptest! {
     #[test]
     fn effects_roundtrip(e in effect()) {
         prop_assert_eq!(roundtrip::<_, pb::QueueEffect>(e.clone()), e);
+    }
+
+    #[test]
+    fn queue_images_roundtrip(i in queue_image()) {
+        prop_assert_eq!(roundtrip::<_, pb::QueueImage>(i.clone()), i);
     }
 }
 
@@ -459,4 +548,75 @@ fn a_message_payload_is_not_an_index() {
     });
     let p: pb::QueueCommand = op.into_proto();
     assert!(QueueOp::<u64>::from_proto(p).is_err());
+}
+
+#[test]
+fn a_backlog_costs_a_few_bytes_per_message() {
+    // 10k never-delivered messages of 100 bytes, ids and log indexes
+    // consecutive: what a deep queue looks like.
+    let ready = (1..=10_000u64)
+        .map(|i| ReadyMsg {
+            msg: MsgImage {
+                id: i,
+                size: 100,
+                expiry: None,
+                delivery_count: 0,
+                priority: 0,
+                payload: i + 1,
+            },
+            requeued: false,
+        })
+        .collect();
+    let image = QueueImage {
+        config: QueueConfig::default(),
+        resource: "queue 'q' in vhost '/'".into(),
+        next_msg_id: 10_001,
+        ready,
+        checked_out: Vec::new(),
+        consumers: Vec::new(),
+        next_consumer_seq: 0,
+        cursor: 0,
+    };
+    let bytes = image.clone().into_proto().encode_to_vec();
+    assert!(bytes.len() < 4 * 10_000, "{} bytes", bytes.len());
+    let back = pb::QueueImage::decode(Bytes::from(bytes)).expect("decodes");
+    assert_eq!(QueueImage::from_proto(back), Ok(image));
+}
+
+#[test]
+fn image_columns_of_the_wrong_length_are_refused() {
+    let msg = MsgImage {
+        id: 1,
+        size: 3,
+        expiry: Some(9),
+        delivery_count: 0,
+        priority: 0,
+        payload: 5,
+    };
+    let image = QueueImage {
+        config: QueueConfig::default(),
+        resource: String::new(),
+        next_msg_id: 2,
+        ready: vec![ReadyMsg {
+            msg,
+            requeued: true,
+        }],
+        checked_out: Vec::new(),
+        consumers: Vec::new(),
+        next_consumer_seq: 0,
+        cursor: 0,
+    };
+    let mut p: pb::QueueImage = image.into_proto();
+    p.ready_requeued.push(false);
+    assert!(matches!(
+        QueueImage::<u64>::from_proto(p.clone()),
+        Err(DecodeError::Invalid {
+            field: "queue_image.ready_requeued",
+            ..
+        })
+    ));
+    p.ready_requeued.pop();
+    let columns = p.ready.as_mut().expect("ready columns");
+    columns.expiries.as_mut().expect("expiries").deltas.push(4);
+    assert!(QueueImage::<u64>::from_proto(p).is_err());
 }
