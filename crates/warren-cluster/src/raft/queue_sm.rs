@@ -4,35 +4,41 @@
 //! the effects of a command go back to its proposer only, so only the
 //! leader executes effects and a replay after restart executes none.
 //!
-//! Snapshot (interim, see `QueueCore::pending`): warren-core's `QueueState`
-//! has private fields and no export, so a snapshot is the group's creation
-//! plus every command applied since, with payloads as indexes (no bodies).
-//! Appending to it is a byte append (repeated protobuf fields concatenate).
+//! Snapshot: the image of the applied state (`QueueState::image`, format
+//! version 2 of `QueueSnapshot`), so its size follows what the queue holds
+//! (a few bytes per message: payloads are log indexes, the bodies stay in
+//! the log or move to the store's bodies, see `keep_live_bodies`), never
+//! its history, and opening a group decodes it rather than replaying.
+//! Version 1 snapshots (the history: Create plus every command applied
+//! since) are still read, so a store written before keeps opening.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
 use prost::Message as _;
-use warren_core::queue::{self, Meta, QueueState};
-use warren_rpc::FORMAT_VERSION;
+use warren_core::queue::{self, Meta, QueueImage, QueueState};
 use warren_rpc::log as pb;
 use warren_rpc::log::queue_command::{Command as PbCmd, enqueue::Payload};
 use warren_storage::{GroupId, LogStore, MetaKey};
 
 use super::bodies::read_message;
-use super::codec::check_version;
 use super::snapshot::{PreparedSnapshot, load, meta_for, save};
 use super::{Response, TypeConfig, io_err};
-use crate::convert::{FromProto, IntoProto, QueueOp};
+use crate::convert::{DecodeError, FromProto, IntoProto, QueueOp};
 
 type C = TypeConfig;
+
+/// The `QueueSnapshot` format this machine writes: the state's image.
+pub(crate) const IMAGE_VERSION: u32 = 2;
+/// The `QueueSnapshot` format of old: the history, replayed when read.
+pub(crate) const HISTORY_VERSION: u32 = 1;
 
 /// The applied state of one queue group, shared by its state machine, its
 /// log adapter (for purges) and the node (for reads).
@@ -40,13 +46,8 @@ type C = TypeConfig;
 pub(crate) struct QueueCore {
     /// `None` until the group's `Create` entry is applied.
     pub(crate) state: Option<QueueState<u64>>,
-    create: Option<pb::queue_command::Create>,
     applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
-    /// The stored snapshot's data; the next one is this plus `pending`.
-    base: Bytes,
-    /// Commands applied since `base`, as the snapshot encodes them.
-    pending: Vec<pb::AppliedQueueCommand>,
     /// Indexes whose bodies were copied to the store's bodies (the record
     /// `MOVED_KEY` holds it durably); `None` until the first purge reads it.
     moved: Option<BTreeSet<u64>>,
@@ -147,11 +148,11 @@ pub(crate) struct QueueMachine<S: LogStore> {
 }
 
 impl<S: LogStore> QueueMachine<S> {
-    /// Starts from the group's stored snapshot (replaying it), if any.
+    /// Starts from the group's stored snapshot, if any.
     pub(crate) fn open(store: S, group: GroupId) -> Result<Self, io::Error> {
         let mut core = QueueCore::default();
         if let Some((meta, data)) = load(&store, group)? {
-            core = replay(data)?;
+            core = restore(data)?;
             core.applied = meta.last_log_id;
             core.membership = meta.last_membership;
         }
@@ -165,19 +166,37 @@ impl<S: LogStore> QueueMachine<S> {
     }
 }
 
-/// Rebuilds the state from snapshot data.
-pub(crate) fn replay(data: Bytes) -> Result<QueueCore, io::Error> {
-    let snap = pb::QueueSnapshot::decode(data.clone()).map_err(io_err)?;
-    if !data.is_empty() {
-        check_version(snap.format_version).map_err(io_err)?;
+/// The state a snapshot's data holds (`applied` and `membership` come from
+/// the snapshot's meta).
+pub(crate) fn restore(data: Bytes) -> Result<QueueCore, io::Error> {
+    // Empty data is the snapshot of a group that never applied anything.
+    if data.is_empty() {
+        return Ok(QueueCore::default());
     }
-    let mut core = QueueCore {
-        base: data,
-        ..QueueCore::default()
+    let snap = pb::QueueSnapshot::decode(data).map_err(io_err)?;
+    let state = match snap.format_version {
+        IMAGE_VERSION => match snap.image {
+            Some(i) => {
+                let image = QueueImage::<u64>::from_proto(i).map_err(io_err)?;
+                Some(QueueState::from_image(image))
+            }
+            None => None,
+        },
+        HISTORY_VERSION => replay_history(snap)?,
+        v => return Err(io_err(DecodeError::Version(v))),
     };
-    if let Some(c) = snap.create {
-        create(&mut core, c)?;
-    }
+    Ok(QueueCore {
+        state,
+        ..QueueCore::default()
+    })
+}
+
+/// Rebuilds the state of a version 1 snapshot by replaying its commands.
+fn replay_history(snap: pb::QueueSnapshot) -> Result<Option<QueueState<u64>>, io::Error> {
+    let Some(c) = snap.create else {
+        return Ok(None);
+    };
+    let mut state = create(c)?;
     for a in snap.commands {
         let meta = Meta {
             index: a.index,
@@ -189,24 +208,14 @@ pub(crate) fn replay(data: Bytes) -> Result<QueueCore, io::Error> {
         let QueueOp::Command(cmd) = QueueOp::<u64>::from_proto(cmd).map_err(io_err)? else {
             return Err(io_err("snapshot: create among the commands"));
         };
-        let state = core
-            .state
-            .as_mut()
-            .ok_or_else(|| io_err("snapshot: no create"))?;
-        queue::apply(&meta, cmd, state);
+        queue::apply(&meta, cmd, &mut state);
     }
-    Ok(core)
+    Ok(Some(state))
 }
 
-fn create(core: &mut QueueCore, c: pb::queue_command::Create) -> Result<(), io::Error> {
-    if core.state.is_some() {
-        return Ok(());
-    }
-    let (vhost, name, config): (String, String, _) =
-        FromProto::from_proto(c.clone()).map_err(io_err)?;
-    core.state = Some(QueueState::new(config).with_name(&vhost, &name));
-    core.create = Some(c);
-    Ok(())
+fn create(c: pb::queue_command::Create) -> Result<QueueState<u64>, io::Error> {
+    let (vhost, name, config): (String, String, _) = FromProto::from_proto(c).map_err(io_err)?;
+    Ok(QueueState::new(config).with_name(&vhost, &name))
 }
 
 /// Applies one normal entry at `index`; the encoded `QueueResult` if `want` (a proposer waits).
@@ -225,15 +234,18 @@ pub(crate) fn apply_proposal(
         effects: Vec::new(),
     };
     match cmd.command.take() {
-        Some(PbCmd::Create(c)) => create(core, c)?,
+        Some(PbCmd::Create(c)) => {
+            if core.state.is_none() {
+                core.state = Some(create(c)?);
+            }
+        }
         Some(mut c) => {
             // The machine keeps the index of this entry, not the message.
             if let PbCmd::Enqueue(e) = &mut c {
                 e.payload = Some(Payload::LogIndex(index));
             }
             cmd.command = Some(c);
-            let QueueOp::Command(op) = QueueOp::<u64>::from_proto(cmd.clone()).map_err(io_err)?
-            else {
+            let QueueOp::Command(op) = QueueOp::<u64>::from_proto(cmd).map_err(io_err)? else {
                 return Err(io_err("queue group: unexpected create"));
             };
             let state = core
@@ -245,11 +257,6 @@ pub(crate) fn apply_proposal(
                 now_ms: p.now_ms,
             };
             let (reply, fx) = queue::apply(&meta, op, state);
-            core.pending.push(pb::AppliedQueueCommand {
-                index,
-                now_ms: p.now_ms,
-                command: Some(cmd),
-            });
             if want {
                 result.reply = Some(reply.into_proto());
                 result.effects = fx.into_iter().map(IntoProto::into_proto).collect();
@@ -260,20 +267,16 @@ pub(crate) fn apply_proposal(
     Ok(Response(result.encode_to_vec().into()))
 }
 
-/// The stored snapshot's data with the commands applied since appended:
-/// the data of a snapshot at `core.applied`, which becomes the new base.
-pub(crate) fn next_snapshot_data(core: &mut QueueCore) -> Bytes {
-    let tail = pb::QueueSnapshot {
-        format_version: FORMAT_VERSION,
-        // Repeated on every append: merging equal messages is a no-op,
-        // and a Create applied after the first snapshot still lands.
-        create: core.create.clone(),
-        commands: std::mem::take(&mut core.pending),
+/// A snapshot's data holding `image` (`None`: the group's Create is not
+/// applied yet).
+pub(crate) fn snapshot_data(image: Option<QueueImage<u64>>) -> Bytes {
+    let snap = pb::QueueSnapshot {
+        format_version: IMAGE_VERSION,
+        create: None,
+        commands: Vec::new(),
+        image: image.map(IntoProto::into_proto),
     };
-    let mut data = BytesMut::from(core.base.as_ref());
-    data.extend_from_slice(&tail.encode_to_vec());
-    core.base = data.freeze();
-    core.base.clone()
+    snap.encode_to_vec().into()
 }
 
 impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
@@ -316,13 +319,19 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let mut core = self.shared.core.lock();
-        let data = next_snapshot_data(&mut core);
+        // The image is taken under the lock, so that it matches `applied`
+        // exactly; encoding it (the bulk of the work for a deep queue)
+        // happens after, without blocking readers of the state.
+        let (image, meta) = {
+            let core = self.shared.core.lock();
+            let image = core.state.as_ref().map(QueueState::image);
+            (image, meta_for(core.applied, core.membership.clone()))
+        };
         PreparedSnapshot {
             store: self.store.clone(),
             group: self.group,
-            meta: meta_for(core.applied, core.membership.clone()),
-            data,
+            meta,
+            data: snapshot_data(image),
         }
     }
 
@@ -331,7 +340,7 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
         meta: &SnapshotMetaOf<C>,
         snapshot: Bytes,
     ) -> Result<(), io::Error> {
-        let mut core = replay(snapshot.clone())?;
+        let mut core = restore(snapshot.clone())?;
         save(&self.store, self.group, meta, snapshot).await?;
         core.applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
@@ -344,3 +353,7 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
             .map(|(meta, snapshot)| SnapshotOf::<C, Bytes> { meta, snapshot }))
     }
 }
+
+#[cfg(test)]
+#[path = "tests_snapshot.rs"]
+mod tests_snapshot;
