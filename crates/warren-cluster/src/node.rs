@@ -16,7 +16,7 @@ use warren_storage::{
 
 use crate::ClusterError;
 use crate::convert::{DecodeError, FromProto, IntoProto};
-use crate::queue_group::{QueueGroup, proposal};
+use crate::queue_group::{QueueGroup, proposal, read_identity, save_identity};
 use crate::raft::{GroupHandle, MetaCore, MetaMachine, QueueMachine, start_group};
 
 /// One Warren node: its store and its running groups. Clones share the node.
@@ -61,10 +61,11 @@ async fn open_queue<S: LogStore>(
     node_id: u64,
     group: GroupId,
 ) -> Result<QueueGroup<S>, ClusterError> {
+    let identity = read_identity(store, group)?;
     let sm = QueueMachine::open(store.clone(), group)?;
     let shared = sm.shared.clone();
     let handle = start_group(node_id, group, store.clone(), sm, Some(shared.clone())).await?;
-    Ok(QueueGroup::new(store.clone(), handle, shared))
+    Ok(QueueGroup::new(store.clone(), handle, shared, identity))
 }
 
 impl<S: LogStore> Node<S> {
@@ -131,6 +132,7 @@ impl<S: LogStore> Node<S> {
         if self.inner.queues.lock().contains_key(&group) {
             return Err(ClusterError::GroupExists(group));
         }
+        save_identity(&self.inner.store, group, vhost, name).await?;
         let q = open_queue(&self.inner.store, self.inner.node_id, group).await?;
         if let Err(e) = q.create(vhost, name, config).await {
             // Leave nothing behind: a group without its Create is useless.

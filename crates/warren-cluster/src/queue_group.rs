@@ -2,16 +2,18 @@
 //! proposer API. The proposer stamps the time, the state machine decides.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use parking_lot::Mutex;
 use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
 use warren_core::message::Message;
 use warren_core::queue::{Command, Effect, QueueState, Reply};
 use warren_rpc::log as pb;
-use warren_storage::{GroupId, LogStore, RocksStore};
+use warren_storage::{GroupId, LogStore, MetaKey, RocksStore};
 
 use crate::ClusterError;
 use crate::convert::{FromProto, IntoProto, QueueOp, required};
@@ -19,7 +21,18 @@ use crate::raft::{GroupHandle, QueueMachine, QueueShared, Request, read_message}
 
 /// Bodies of the most recent enqueues kept in memory: consumers that keep up
 /// are served without reading the log back.
-const BODY_CACHE: usize = 1024;
+const BODY_CACHE: usize = 4096;
+
+/// Most commands handed to Raft as one batch by [`QueueGroup::submit`].
+const MAX_BATCH: usize = 1024;
+
+/// The group's record of which queue it holds (vhost, name).
+pub(crate) const IDENTITY_KEY: MetaKey = MetaKey::Custom(1);
+
+/// What a committed command answers: the machine's reply and effects.
+pub type Applied = Result<(Reply<u64>, Vec<Effect<u64>>), ClusterError>;
+
+type Submitted = (Command<Message>, oneshot::Sender<Applied>);
 
 /// A handle to one queue group. Clones share the group.
 pub struct QueueGroup<S: LogStore = RocksStore> {
@@ -39,6 +52,40 @@ struct Inner<S: LogStore> {
     handle: GroupHandle<QueueMachine<S>>,
     shared: Arc<QueueShared>,
     cache: Mutex<BTreeMap<u64, Message>>,
+    identity: (String, String),
+    /// Commands waiting for [`proposer`] to hand them to Raft.
+    submitted: mpsc::UnboundedSender<Submitted>,
+}
+
+/// Reads the group's identity record (vhost, name); empty if it has none.
+pub(crate) fn read_identity<S: LogStore>(
+    store: &S,
+    group: GroupId,
+) -> Result<(String, String), ClusterError> {
+    match store.read_meta(group, IDENTITY_KEY)? {
+        Some(raw) => {
+            let id = pb::VhostQueue::decode(raw).map_err(crate::convert::DecodeError::from)?;
+            Ok((id.vhost, id.name))
+        }
+        None => Ok((String::new(), String::new())),
+    }
+}
+
+/// Writes the group's identity record.
+pub(crate) async fn save_identity<S: LogStore>(
+    store: &S,
+    group: GroupId,
+    vhost: &str,
+    name: &str,
+) -> Result<(), ClusterError> {
+    let id = pb::VhostQueue {
+        vhost: vhost.to_owned(),
+        name: name.to_owned(),
+    };
+    store
+        .save_meta(group, IDENTITY_KEY, Bytes::from(id.encode_to_vec()))
+        .await?;
+    Ok(())
 }
 
 /// The leader's clock, stamped into each proposal (replicas never read theirs).
@@ -60,19 +107,41 @@ impl<S: LogStore> QueueGroup<S> {
         store: S,
         handle: GroupHandle<QueueMachine<S>>,
         shared: Arc<QueueShared>,
+        identity: (String, String),
     ) -> Self {
-        QueueGroup {
-            inner: Arc::new(Inner {
-                store,
-                handle,
-                shared,
-                cache: Mutex::new(BTreeMap::new()),
-            }),
-        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            handle,
+            shared,
+            cache: Mutex::new(BTreeMap::new()),
+            identity,
+            submitted: tx,
+        });
+        tokio::spawn(proposer(Arc::downgrade(&inner), rx));
+        QueueGroup { inner }
     }
 
     pub fn group(&self) -> GroupId {
         self.inner.handle.group
+    }
+
+    /// The queue this group holds: (vhost, name).
+    pub fn identity(&self) -> (&str, &str) {
+        (&self.inner.identity.0, &self.inner.identity.1)
+    }
+
+    /// Submits `cmd` behind every command submitted before it and returns
+    /// at once; the answer (as [`Self::apply`] gives it) arrives once the
+    /// command is committed and applied. Answers come in submission order.
+    /// Commands submitted while earlier ones are being written go to Raft
+    /// together, so one fsync carries many of them.
+    pub fn submit(&self, cmd: Command<Message>) -> oneshot::Receiver<Applied> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, tx))) = self.inner.submitted.send((cmd, tx)) {
+            let _ = tx.send(Err(ClusterError::Raft("queue group stopped".into())));
+        }
+        rx
     }
 
     async fn propose(&self, op: QueueOp<Message>) -> Result<(u64, pb::QueueResult), ClusterError> {
@@ -112,25 +181,18 @@ impl<S: LogStore> QueueGroup<S> {
             _ => None,
         };
         let (index, result) = self.propose(QueueOp::Command(cmd)).await?;
-        let reply = Reply::from_proto(required(result.reply, "queue_result.reply")?)?;
-        let effects = result
-            .effects
-            .into_iter()
-            .map(Effect::from_proto)
-            .collect::<Result<Vec<_>, _>>()?;
-        if let (Some(msg), Reply::Enqueued { .. }) = (enqueued, &reply) {
-            let mut cache = self.inner.cache.lock();
-            cache.insert(index, msg);
-            while cache.len() > BODY_CACHE {
-                cache.pop_first();
-            }
-        }
-        Ok((reply, effects))
+        self.inner.answer(index, result, enqueued)
     }
 
     /// The message enqueued at log `index`: from the cache of recent
     /// enqueues, else from the log, else from the store's bodies.
     pub async fn body(&self, index: u64) -> Result<Message, ClusterError> {
+        self.read_body(index)
+    }
+
+    /// [`Self::body`] without the future: reads memory or the store, never
+    /// waits on anything else.
+    pub fn read_body(&self, index: u64) -> Result<Message, ClusterError> {
         if let Some(m) = self.inner.cache.lock().get(&index) {
             return Ok(m.clone());
         }
@@ -152,5 +214,80 @@ impl<S: LogStore> QueueGroup<S> {
 
     pub(crate) async fn shutdown(&self) -> Result<(), ClusterError> {
         self.inner.handle.shutdown().await
+    }
+}
+
+impl<S: LogStore> Inner<S> {
+    /// Decodes a committed command's result; an enqueued message goes to
+    /// the body cache first, so its delivery finds it there.
+    fn answer(
+        &self,
+        index: u64,
+        result: pb::QueueResult,
+        enqueued: Option<Message>,
+    ) -> Result<(Reply<u64>, Vec<Effect<u64>>), ClusterError> {
+        let reply = Reply::from_proto(required(result.reply, "queue_result.reply")?)?;
+        let effects = result
+            .effects
+            .into_iter()
+            .map(Effect::from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let (Some(msg), Reply::Enqueued { .. }) = (enqueued, &reply) {
+            let mut cache = self.cache.lock();
+            cache.insert(index, msg);
+            while cache.len() > BODY_CACHE {
+                cache.pop_first();
+            }
+        }
+        Ok((reply, effects))
+    }
+}
+
+/// Hands submitted commands to Raft in batches, in order: everything
+/// submitted while the previous batch was being handed over goes next.
+/// Answers are collected by one task per batch, so batches pipeline.
+async fn proposer<S: LogStore>(group: Weak<Inner<S>>, mut rx: mpsc::UnboundedReceiver<Submitted>) {
+    let mut batch: Vec<Submitted> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = group.upgrade() else { return };
+        let mut reqs = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for (cmd, tx) in batch.drain(..) {
+            let enqueued = match &cmd {
+                Command::Enqueue { msg, .. } => Some(msg.clone()),
+                _ => None,
+            };
+            let op = QueueOp::Command(cmd);
+            reqs.push(proposal(pb::proposal::Command::Queue(op.into_proto())));
+            waiting.push((enqueued, tx));
+        }
+        let mut answers = match inner.handle.propose_many(reqs).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                for (_, tx) in waiting {
+                    let _ = tx.send(Err(ClusterError::Raft(e.to_string())));
+                }
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            for (enqueued, tx) in waiting {
+                let answer = match answers.next().await {
+                    Some(Ok((index, resp))) => pb::QueueResult::decode(resp.0)
+                        .map_err(|e| crate::convert::DecodeError::from(e).into())
+                        .and_then(|result| inner.answer(index, result, enqueued)),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ClusterError::Raft("batch answer missing".into())),
+                };
+                let _ = tx.send(answer);
+            }
+        });
     }
 }

@@ -3,5 +3,6 @@
 //! - [`serve`]: `warren serve` — binds the listeners and runs the broker.
 //! - [`perf`]: `warren perf` — the load generator.
 
+pub mod durable;
 pub mod perf;
 pub mod serve;

@@ -8,7 +8,6 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use warren_amqp::{Broker, ServerConfig};
-use warren_core::meta::MetaState;
 
 /// Options of `warren serve`. Flag names are a contract (DESIGN.md).
 #[derive(Debug, Clone, clap::Args)]
@@ -70,12 +69,24 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if let Some(w) = args.memory_high_watermark {
         config.memory_high_watermark = w;
     }
-    let broker = Broker::new(MetaState::with_defaults(), config);
+    let node = warren_cluster::Node::open(&args.data_dir, args.node_id)
+        .await
+        .with_context(|| format!("opening the node's store in {}", args.data_dir.display()))?;
+    let backend = Arc::new(crate::durable::NodeBackend::new(node));
+    let broker = Broker::open(backend.clone(), config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the broker on its store: {e}"))?;
+    tracing::info!(
+        data_dir = %args.data_dir.display(),
+        queues = backend.node().queue_groups().len(),
+        "durable state opened"
+    );
     if let Some(path) = &args.definitions {
         let json = std::fs::read_to_string(path)
             .with_context(|| format!("reading definitions {}", path.display()))?;
         broker
             .load_definitions(&json)
+            .await
             .map_err(|e| anyhow::anyhow!("loading definitions {}: {e}", path.display()))?;
         tracing::info!(file = %path.display(), "definitions loaded");
     }

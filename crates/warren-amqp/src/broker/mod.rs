@@ -1,9 +1,18 @@
-//! The single-node broker: metadata (a `warren_core::meta::MetaState` behind a
-//! lock), the registry of queue actors, and routing from exchanges to queues.
+//! The broker: metadata (a `warren_core::meta::MetaState` behind a lock), the
+//! registry of queue actors, and routing from exchanges to queues.
+//!
+//! With a durable [`Backend`] every metadata change is first committed there
+//! (serialised by `meta_serial`, so the backend and the copy here apply the
+//! same sequence), and durable queues run on the backend's replicated logs.
+//! Without one, everything lives in memory.
 //!
 //! Every method holds the metadata lock only for synchronous work, never
-//! across an `.await`. Lock order, where both are taken: `meta`, then `queues`.
+//! across an `.await`. Lock order, where both are taken: `meta_serial`
+//! (async, may be held across the backend's commit), `meta`, then `queues`.
+//! No queue actor is called while `meta_serial` is held (actors take it
+//! when they delete themselves).
 
+pub mod backend;
 pub mod deadletter;
 pub mod events;
 pub mod limiter;
@@ -26,6 +35,7 @@ use warren_core::value::Table;
 
 use crate::config::ServerConfig;
 use crate::error::{AmqpError, code};
+use backend::{Backend, QueueLog, StoreError};
 use deadletter::DeadLetterTarget;
 use queue::{DeleteIf, QueueHandle, QueueRequest, QueueSpawn};
 
@@ -67,7 +77,22 @@ pub struct Broker {
     /// Bumped by every change that can change a routing result (metadata
     /// changes, queues created or removed); channels cache routes under it.
     topology: AtomicU64,
+    /// Where metadata and durable queues are kept (`None`: memory only).
+    backend: Option<Arc<dyn Backend>>,
+    /// Serialises metadata changes (see the module doc).
+    meta_serial: tokio::sync::Mutex<()>,
     me: Weak<Broker>,
+}
+
+fn store_error(e: StoreError) -> AmqpError {
+    tracing::error!(error = %e, "the store refused a change");
+    AmqpError::new(code::INTERNAL_ERROR, format!("store failure: {e}"))
+}
+
+/// Whether a queue lives in a durable log: durable and not exclusive
+/// (quorum by default, or classic: a group of one either way).
+fn is_durable_queue(def: &QueueDef) -> bool {
+    def.durable && def.exclusive_owner.is_none()
 }
 
 /// What queue.declare answers.
@@ -81,19 +106,139 @@ pub struct Declared {
 impl Broker {
     /// A broker over the given metadata; starts an actor for each queue in it.
     pub fn new(meta: MetaState, config: ServerConfig) -> Arc<Broker> {
+        let broker = Self::empty(config, None);
+        broker.install(meta);
+        broker
+    }
+
+    fn empty(config: ServerConfig, backend: Option<Arc<dyn Backend>>) -> Arc<Broker> {
         let watermark = config.memory_high_watermark;
-        let broker = Arc::new_cyclic(|me| Broker {
+        // Owner ids (connections, channels) start past any a previous run
+        // could have left in a durable queue's state.
+        let first_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64 * 16);
+        Arc::new_cyclic(|me| Broker {
             meta: RwLock::new(MetaState::new()),
             queues: RwLock::new(BTreeMap::new()),
             config,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id.max(1)),
             reply_to: reply_to::ReplyTo::default(),
             memory: memory::MemoryAlarm::new(watermark),
             topology: AtomicU64::new(1),
+            backend,
+            meta_serial: tokio::sync::Mutex::new(()),
             me: me.clone(),
-        });
-        broker.install(meta);
-        broker
+        })
+    }
+
+    /// A broker over a durable backend: what it committed comes back. What
+    /// does not outlive a restart in RabbitMQ is removed first (non-durable
+    /// and exclusive queues, non-durable exchanges), then every durable
+    /// queue's actor starts on its log (unsettled messages of the previous
+    /// run go back to their queues, redelivered).
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        config: ServerConfig,
+    ) -> Result<Arc<Broker>, AmqpError> {
+        let meta = backend.meta();
+        let mut transient = Vec::new();
+        for vhost in meta.vhosts() {
+            for def in meta.queues(vhost).filter(|d| !is_durable_queue(d)) {
+                transient.push(MetaCommand::DeleteQueue {
+                    vhost: vhost.to_string(),
+                    name: def.name.clone(),
+                });
+            }
+            for def in meta.exchanges(vhost).filter(|d| !d.durable) {
+                transient.push(MetaCommand::DeleteExchange {
+                    vhost: vhost.to_string(),
+                    name: def.name.clone(),
+                    if_unused: false,
+                });
+            }
+        }
+        for cmd in transient {
+            // An exchange already removed by a cascade answers 404: fine.
+            let _ = backend.meta_apply(cmd).await.map_err(store_error)?;
+        }
+        let meta = backend.meta();
+        let mut logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> = backend
+            .queues()
+            .into_iter()
+            .map(|log| (log.identity(), log))
+            .collect();
+        let broker = Self::empty(config, Some(backend.clone()));
+        {
+            let mut queues = Vec::new();
+            for vhost in meta.vhosts() {
+                for def in meta.queues(vhost) {
+                    let key = (vhost.to_string(), def.name.clone());
+                    let config = QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
+                    let log = match logs.remove(&key) {
+                        Some(log) => log,
+                        // Declared, then the node stopped before its log existed.
+                        None => backend
+                            .create_queue(vhost, &def.name, config.clone())
+                            .await
+                            .map_err(store_error)?,
+                    };
+                    queues.push((key, def.clone(), config, log));
+                }
+            }
+            *broker.meta.write() = meta.clone();
+            let mut registry = broker.queues.write();
+            for ((vhost, name), def, config, log) in queues {
+                let h = broker.spawn_queue_with(&vhost, &def, config, Some(log));
+                registry.insert((vhost, name), h);
+            }
+            broker.topology_changed();
+        }
+        // Logs whose queue was deleted before the node stopped.
+        for (key, log) in logs {
+            tracing::info!(vhost = %key.0, queue = %key.1, "removing the log of a deleted queue");
+            backend.delete_queue(log).await.map_err(store_error)?;
+        }
+        Ok(broker)
+    }
+
+    /// Applies a metadata change: committed to the backend first (if any),
+    /// then to the copy here. Returns the machine's answer.
+    async fn commit(&self, cmd: MetaCommand) -> Result<MetaReply, AmqpError> {
+        let Some(backend) = &self.backend else {
+            return Ok(self.meta_write().apply(cmd)?);
+        };
+        let _serial = self.meta_serial.lock().await;
+        self.commit_serialised(backend, cmd).await
+    }
+
+    /// [`Self::commit`] with `meta_serial` already held.
+    async fn commit_serialised(
+        &self,
+        backend: &Arc<dyn Backend>,
+        cmd: MetaCommand,
+    ) -> Result<MetaReply, AmqpError> {
+        // Redeclaring what exists changes nothing: answer it here, with no
+        // round through the log.
+        let exists = {
+            let m = self.meta.read();
+            match &cmd {
+                MetaCommand::DeclareExchange { vhost, def } => {
+                    m.exchange(vhost, &def.name).is_some()
+                }
+                MetaCommand::DeclareQueue { vhost, def } => m.queue(vhost, &def.name).is_some(),
+                _ => false,
+            }
+        };
+        if exists {
+            return Ok(self.meta.write().apply(cmd)?);
+        }
+        let decided = backend.meta_apply(cmd.clone()).await.map_err(store_error)?;
+        let here = self.meta_write().apply(cmd);
+        if here.is_ok() != decided.is_ok() {
+            tracing::error!(?decided, ?here, "metadata copy diverged from the store");
+        }
+        Ok(decided?)
     }
 
     /// Replaces the metadata (at boot) and starts actors for its queues.
@@ -110,19 +255,16 @@ impl Broker {
     }
 
     /// Applies RabbitMQ definitions (users, vhosts, permissions, exchanges, queues, bindings).
-    pub fn load_definitions(&self, json: &str) -> Result<(), AmqpError> {
+    pub async fn load_definitions(&self, json: &str) -> Result<(), AmqpError> {
         let cmds = warren_core::meta::definitions_from_json(json)?;
-        let mut m = self.meta_write();
-        let mut queues = self.queues.write();
         for cmd in cmds {
-            let queue = match &cmd {
-                MetaCommand::DeclareQueue { vhost, def } => Some((vhost.clone(), def.clone())),
-                _ => None,
-            };
-            let reply = m.apply(cmd)?;
-            if let (Some((vhost, def)), MetaReply::Created) = (queue, reply) {
-                let handle = self.spawn_queue(&vhost, &def);
-                queues.insert((vhost, def.name), handle);
+            match cmd {
+                MetaCommand::DeclareQueue { vhost, def } => {
+                    self.declare_queue(&vhost, def).await?;
+                }
+                cmd => {
+                    self.commit(cmd).await?;
+                }
             }
         }
         Ok(())
@@ -202,54 +344,69 @@ impl Broker {
         self.meta.read().exchange(vhost, name).cloned()
     }
 
-    pub fn declare_exchange(&self, vhost: &str, def: ExchangeDef) -> Result<(), AmqpError> {
-        self.meta_write().apply(MetaCommand::DeclareExchange {
+    pub async fn declare_exchange(&self, vhost: &str, def: ExchangeDef) -> Result<(), AmqpError> {
+        self.commit(MetaCommand::DeclareExchange {
             vhost: vhost.to_string(),
             def,
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
-    pub fn delete_exchange(
+    pub async fn delete_exchange(
         &self,
         vhost: &str,
         name: &str,
         if_unused: bool,
     ) -> Result<(), AmqpError> {
-        let mut m = self.meta_write();
-        let reply = m.apply(MetaCommand::DeleteExchange {
-            vhost: vhost.to_string(),
-            name: name.to_string(),
-            if_unused,
-        })?;
-        drop(m);
-        self.stop_cascaded(reply);
+        let reply = self
+            .commit(MetaCommand::DeleteExchange {
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+                if_unused,
+            })
+            .await?;
+        self.stop_cascaded(reply).await;
         Ok(())
     }
 
-    pub fn bind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
-        self.meta_write().apply(MetaCommand::Bind {
-            vhost: vhost.to_string(),
-            binding,
-        })?;
-        Ok(())
-    }
-
-    pub fn unbind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
-        let reply = self.meta_write().apply(MetaCommand::Unbind {
+    pub async fn bind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
+        self.commit(MetaCommand::Bind {
             vhost: vhost.to_string(),
             binding,
-        })?;
-        self.stop_cascaded(reply);
+        })
+        .await?;
         Ok(())
     }
 
-    /// Queues a metadata change removed as a side effect stop their actors.
-    fn stop_cascaded(&self, reply: MetaReply) {
+    pub async fn unbind(&self, vhost: &str, binding: BindingDef) -> Result<(), AmqpError> {
+        let reply = self
+            .commit(MetaCommand::Unbind {
+                vhost: vhost.to_string(),
+                binding,
+            })
+            .await?;
+        self.stop_cascaded(reply).await;
+        Ok(())
+    }
+
+    /// Queues a metadata change removed as a side effect stop their actors
+    /// (a durable one's log is deleted with it).
+    async fn stop_cascaded(&self, reply: MetaReply) {
         if let MetaReply::Deleted(list) = reply {
-            let mut queues = self.queues.write();
-            for key in list {
-                queues.remove(&key);
+            let removed: Vec<QueueHandle> = {
+                let mut queues = self.queues.write();
+                list.iter().filter_map(|key| queues.remove(key)).collect()
+            };
+            for h in removed {
+                // The actor finds itself gone from the registry: it only
+                // stops (and drops its log).
+                let _ = h
+                    .call(|reply| QueueRequest::Delete {
+                        cond: DeleteIf::default(),
+                        reply,
+                    })
+                    .await;
             }
         }
     }
@@ -258,20 +415,53 @@ impl Broker {
     pub async fn declare_queue(&self, vhost: &str, def: QueueDef) -> Result<Declared, AmqpError> {
         let config = QueueConfig::from_declare(&def.arguments, vhost, &def.name)?;
         let name = def.name.clone();
-        let handle = {
-            let mut m = self.meta_write();
-            let reply = m.apply(MetaCommand::DeclareQueue {
-                vhost: vhost.to_string(),
-                def: def.clone(),
-            })?;
-            let mut queues = self.queues.write();
-            let key = (vhost.to_string(), name.clone());
-            match (reply, queues.get(&key)) {
-                (MetaReply::Existed, Some(h)) => h.clone(),
-                _ => {
-                    let h = self.spawn_queue_with(vhost, &def, config);
-                    queues.insert(key, h.clone());
-                    h
+        let key = (vhost.to_string(), name.clone());
+        let cmd = MetaCommand::DeclareQueue {
+            vhost: vhost.to_string(),
+            def: def.clone(),
+        };
+        let handle = match &self.backend {
+            None => {
+                let mut m = self.meta_write();
+                let reply = m.apply(cmd)?;
+                let mut queues = self.queues.write();
+                match (reply, queues.get(&key)) {
+                    (MetaReply::Existed, Some(h)) => h.clone(),
+                    _ => {
+                        let h = self.spawn_queue_with(vhost, &def, config, None);
+                        queues.insert(key, h.clone());
+                        h
+                    }
+                }
+            }
+            Some(backend) => {
+                let _serial = self.meta_serial.lock().await;
+                let reply = self.commit_serialised(backend, cmd).await?;
+                let existing = self.queues.read().get(&key).cloned();
+                match (reply, existing) {
+                    (MetaReply::Existed, Some(h)) => h,
+                    _ => {
+                        let log = if is_durable_queue(&def) {
+                            match backend.create_queue(vhost, &name, config.clone()).await {
+                                Ok(log) => Some(log),
+                                Err(e) => {
+                                    // Undo the declaration: no queue without its log.
+                                    let undo = MetaCommand::DeleteQueue {
+                                        vhost: vhost.to_string(),
+                                        name: name.clone(),
+                                    };
+                                    let _ = self.commit_serialised(backend, undo).await;
+                                    return Err(store_error(e));
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        let h = self.spawn_queue_with(vhost, &def, config, log);
+                        self.queues.write().insert(key, h.clone());
+                        self.topology_changed();
+                        h
+                    }
                 }
             }
         };
@@ -350,22 +540,52 @@ impl Broker {
         handle.call(|reply| QueueRequest::Purge { reply }).await
     }
 
-    /// Called by a queue actor that is going away (deleted or auto-deleted).
-    pub fn forget_queue(&self, vhost: &str, name: &str, handle: &QueueHandle) {
-        let mut m = self.meta_write();
-        let mut queues = self.queues.write();
+    /// Called by a queue actor that is going away (deleted or auto-deleted):
+    /// removes it from the metadata (if it is still the registered queue of
+    /// that name) and deletes its log, if it has one.
+    pub async fn forget_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        handle: &QueueHandle,
+        log: Option<Arc<dyn QueueLog>>,
+    ) {
         let key = (vhost.to_string(), name.to_string());
-        if queues.get(&key).is_some_and(|h| h.same(handle)) {
-            queues.remove(&key);
-            let reply = m.apply(MetaCommand::DeleteQueue {
-                vhost: vhost.to_string(),
-                name: name.to_string(),
-            });
-            drop(queues);
-            drop(m);
-            if let Ok(r) = reply {
-                self.stop_cascaded(r);
+        let cmd = MetaCommand::DeleteQueue {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+        };
+        let reply = match &self.backend {
+            None => {
+                let mut m = self.meta_write();
+                let mut queues = self.queues.write();
+                if !queues.get(&key).is_some_and(|h| h.same(handle)) {
+                    return;
+                }
+                queues.remove(&key);
+                m.apply(cmd).ok()
             }
+            Some(backend) => {
+                let _serial = self.meta_serial.lock().await;
+                let registered = self.queues.read().get(&key).is_some_and(|h| h.same(handle));
+                if registered {
+                    let reply = self.commit_serialised(backend, cmd).await;
+                    if reply.is_ok() {
+                        self.queues.write().remove(&key);
+                    }
+                    reply.ok()
+                } else {
+                    None
+                }
+            }
+        };
+        if let (Some(log), Some(backend)) = (log, &self.backend)
+            && let Err(e) = backend.delete_queue(log).await
+        {
+            tracing::error!(%vhost, queue = %name, error = %e, "deleting a queue's log failed");
+        }
+        if let Some(r) = reply {
+            self.stop_cascaded(r).await;
         }
     }
 
@@ -465,10 +685,16 @@ impl Broker {
     fn spawn_queue(&self, vhost: &str, def: &QueueDef) -> QueueHandle {
         // Arguments were validated when the queue was declared.
         let config = QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
-        self.spawn_queue_with(vhost, def, config)
+        self.spawn_queue_with(vhost, def, config, None)
     }
 
-    fn spawn_queue_with(&self, vhost: &str, def: &QueueDef, config: QueueConfig) -> QueueHandle {
+    fn spawn_queue_with(
+        &self,
+        vhost: &str,
+        def: &QueueDef,
+        config: QueueConfig,
+        log: Option<Arc<dyn QueueLog>>,
+    ) -> QueueHandle {
         queue::spawn(
             QueueSpawn {
                 vhost: vhost.to_string(),
@@ -482,6 +708,7 @@ impl Broker {
                     .and_then(|v| v.as_i64())
                     .and_then(|v| u64::try_from(v).ok()),
                 mailbox: self.config.queue_mailbox,
+                log,
             },
             self.me.clone(),
         )

@@ -1,15 +1,19 @@
-//! The in-memory queue driver: one task per queue owning a pure
-//! `warren_core::queue` machine. It feeds the machine commands, stamps them
-//! with a local index and the wall clock (the Raft driver will stamp them from
-//! the log instead), and executes the effects the machine returns.
+//! The queue actor: one task per queue driving the pure `warren_core::queue`
+//! machine, and executing the effects it returns. Two drivers (DESIGN.md):
+//! an in-memory queue applies commands here, stamped with a local index and
+//! the wall clock; a durable queue submits them to its replicated log
+//! ([`QueueLog`]) and acts on each answer once it is committed, in order,
+//! with many commands in flight (so one fsync carries many messages).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
-
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::debug;
 use warren_core::message::Message;
 use warren_core::queue::{
@@ -17,6 +21,7 @@ use warren_core::queue::{
 };
 
 use super::Broker;
+use super::backend::{Applied, QueueLog, StoreError};
 use super::deadletter::DeadLetterTarget;
 use super::events::{ConfirmTo, ConnEvent, Delivery, OwnerLink};
 use super::limiter::Limiter;
@@ -195,19 +200,36 @@ pub struct QueueSpawn {
     /// `x-expires`: delete the queue after this long unused.
     pub expires_ms: Option<u64>,
     pub mailbox: usize,
+    /// The durable queue's replicated log; `None`: the queue lives in memory.
+    pub log: Option<Arc<dyn QueueLog>>,
 }
 
+/// Commands a durable queue may have submitted and not yet seen applied;
+/// beyond this the actor stops reading its mailbox, which pushes back on
+/// publishers.
+const MAX_IN_FLIGHT: usize = 8192;
+
 /// Starts a queue actor and returns its handle.
-pub fn spawn(spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
+pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     let (tx, rx) = mpsc::channel(spec.mailbox.max(1));
     let handle = QueueHandle(Arc::new(HandleInner {
         vhost: spec.vhost.clone(),
         name: spec.name.clone(),
         tx,
     }));
+    let driver = match spec.log.take() {
+        Some(log) => Driver::Log {
+            log,
+            in_flight: FuturesOrdered::new(),
+            tick_pending: false,
+        },
+        None => Driver::Memory {
+            state: QueueState::new(spec.config.clone()).with_name(&spec.vhost, &spec.name),
+            index: 0,
+        },
+    };
     let actor = Actor {
-        state: QueueState::new(spec.config.clone()).with_name(&spec.vhost, &spec.name),
-        index: 0,
+        driver,
         owners: BTreeMap::new(),
         no_ack: BTreeMap::new(),
         credit: BTreeMap::new(),
@@ -222,9 +244,49 @@ pub fn spawn(spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     handle
 }
 
+/// The answer of a submitted command, with what to do with it.
+type Pending = BoxFuture<'static, (Then, Applied)>;
+
+/// How the actor runs its queue machine (DESIGN.md: one machine, two drivers).
+enum Driver {
+    /// Transient: the machine applied directly, here.
+    Memory {
+        state: QueueState<Arc<Message>>,
+        index: u64,
+    },
+    /// Durable: commands go through the queue's replicated log; answers
+    /// (and effects) come back in order once committed and applied.
+    Log {
+        log: Arc<dyn QueueLog>,
+        in_flight: FuturesOrdered<Pending>,
+        /// A `Tick` is on its way: do not send another for the same expiry.
+        tick_pending: bool,
+    },
+}
+
+/// What to do with a command's reply once the machine has applied it.
+enum Then {
+    Nothing,
+    Tick,
+    Confirm(Option<ConfirmTo>),
+    Subscribed {
+        consumer: ConsumerKey,
+        reply: oneshot::Sender<Result<(), AmqpError>>,
+    },
+    Got(oneshot::Sender<Result<GetResult, AmqpError>>),
+    /// After a cancel or an owner going down: auto-delete may apply.
+    Cancelled,
+    Purged(oneshot::Sender<u64>),
+    /// Barriers: run once everything submitted before them is applied.
+    Stats(oneshot::Sender<(u64, u32)>),
+    Delete {
+        cond: DeleteIf,
+        reply: oneshot::Sender<Result<u64, AmqpError>>,
+    },
+}
+
 struct Actor {
-    state: QueueState<Arc<Message>>,
-    index: u64,
+    driver: Driver,
     /// Where each owner (channel) lives.
     owners: BTreeMap<OwnerId, OwnerLink>,
     /// Consumers that subscribed with no-ack (their deliveries need no settle).
@@ -248,8 +310,61 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The log's form of a command: the message itself rather than a shared
+/// pointer (the log entry becomes its home).
+fn to_log_command(cmd: Command<Arc<Message>>) -> Command<Message> {
+    match cmd {
+        Command::Enqueue {
+            msg,
+            size,
+            expiration_ms,
+            priority,
+        } => Command::Enqueue {
+            msg: Arc::unwrap_or_clone(msg),
+            size,
+            expiration_ms,
+            priority,
+        },
+        Command::Subscribe {
+            consumer,
+            prefetch,
+            no_ack,
+            exclusive,
+        } => Command::Subscribe {
+            consumer,
+            prefetch,
+            no_ack,
+            exclusive,
+        },
+        Command::SubscribeCredit {
+            consumer,
+            no_ack,
+            exclusive,
+        } => Command::SubscribeCredit {
+            consumer,
+            no_ack,
+            exclusive,
+        },
+        Command::Cancel { consumer } => Command::Cancel { consumer },
+        Command::Credit { consumer, credit } => Command::Credit { consumer, credit },
+        Command::Get { owner, no_ack } => Command::Get { owner, no_ack },
+        Command::Settle { owner, msg_ids } => Command::Settle { owner, msg_ids },
+        Command::Return { owner, msg_ids } => Command::Return { owner, msg_ids },
+        Command::Discard { owner, msg_ids } => Command::Discard { owner, msg_ids },
+        Command::OwnerDown { owner } => Command::OwnerDown { owner },
+        Command::Purge => Command::Purge,
+        Command::Tick => Command::Tick,
+        Command::UpdateConfig { config } => Command::UpdateConfig { config },
+    }
+}
+
+fn store_failed(e: &StoreError) -> AmqpError {
+    AmqpError::new(code::INTERNAL_ERROR, format!("queue store failed: {e}"))
+}
+
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<QueueRequest>) {
+        self.recover().await;
         self.serve(&mut rx).await;
         // Whatever is still queued for us is answered as orphaned.
         rx.close();
@@ -258,46 +373,101 @@ impl Actor {
         }
     }
 
+    /// A durable queue opened after a restart: every owner it remembers
+    /// (consumers, holders of unsettled messages) belonged to a connection
+    /// that is gone, so their messages go back to the queue, redelivered.
+    async fn recover(&mut self) {
+        let Driver::Log { log, .. } = &self.driver else {
+            return;
+        };
+        let mut owners = Vec::new();
+        log.with_state(&mut |s| owners = s.owners());
+        for owner in owners {
+            self.apply(Command::OwnerDown { owner }, Then::Nothing)
+                .await;
+        }
+    }
+
     async fn serve(&mut self, rx: &mut mpsc::Receiver<QueueRequest>) {
         loop {
             let wake = self.next_wake();
-            let req = match wake {
-                Some(at) => tokio::select! {
-                    req = rx.recv() => req,
-                    _ = tokio::time::sleep_until(at) => {
-                        if self.on_timer() == Flow::Stop { return; }
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
-            let Some(req) = req else { return };
-            if !matches!(
-                req,
-                QueueRequest::Publish { .. }
-                    | QueueRequest::CreditAvailable
-                    | QueueRequest::Written { .. }
-            ) {
-                self.last_used = Instant::now();
-            }
-            if self.handle(req) == Flow::Stop {
+            let room = self.in_flight() < MAX_IN_FLIGHT;
+            let flow = tokio::select! {
+                Some((then, applied)) = next_applied(&mut self.driver) => {
+                    self.applied(then, applied).await
+                }
+                req = rx.recv(), if room => {
+                    let Some(req) = req else { return };
+                    if !matches!(
+                        req,
+                        QueueRequest::Publish { .. }
+                            | QueueRequest::CreditAvailable
+                            | QueueRequest::Written { .. }
+                    ) {
+                        self.last_used = Instant::now();
+                    }
+                    self.handle(req).await
+                }
+                () = sleep => self.on_timer().await,
+            };
+            if flow == Flow::Stop {
                 return;
             }
-            self.grant_credit();
+            self.grant_credit().await;
         }
+    }
+
+    fn in_flight(&self) -> usize {
+        match &self.driver {
+            Driver::Log { in_flight, .. } => in_flight.len(),
+            Driver::Memory { .. } => 0,
+        }
+    }
+
+    /// Reads the applied state, whichever driver holds it.
+    fn read<R: Default>(&self, f: impl Fn(&dyn StateView) -> R) -> R {
+        match &self.driver {
+            Driver::Memory { state, .. } => f(state),
+            Driver::Log { log, .. } => {
+                let mut out = R::default();
+                log.with_state(&mut |s| out = f(s));
+                out
+            }
+        }
+    }
+
+    fn message_count(&self) -> u64 {
+        self.read(|s| s.message_count())
+    }
+
+    fn consumer_count(&self) -> u32 {
+        self.read(|s| s.consumer_count())
     }
 
     /// When the actor must wake up by itself: the next message expiry, or
     /// the queue's own expiry (`x-expires`) while it has no consumers.
     fn next_wake(&self) -> Option<Instant> {
+        let ticking = matches!(
+            self.driver,
+            Driver::Log {
+                tick_pending: true,
+                ..
+            }
+        );
         let msg = self
-            .state
-            .next_expiry()
+            .read(|s| s.next_expiry())
+            .filter(|_| !ticking)
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
         let queue = self
             .spec
             .expires_ms
-            .filter(|_| self.state.consumer_count() == 0)
+            .filter(|_| self.consumer_count() == 0)
             .map(|ms| self.last_used + Duration::from_millis(ms));
         match (msg, queue) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -305,45 +475,179 @@ impl Actor {
         }
     }
 
-    fn on_timer(&mut self) -> Flow {
+    async fn on_timer(&mut self) -> Flow {
         if let Some(ms) = self.spec.expires_ms
-            && self.state.consumer_count() == 0
+            && self.consumer_count() == 0
             && self.last_used.elapsed() >= Duration::from_millis(ms)
         {
             tracing::debug!(queue = %self.spec.name, "queue expired (x-expires)");
-            self.forget();
+            self.forget().await;
             return Flow::Stop;
         }
-        self.apply(Command::Tick);
-        self.grant_credit();
-        Flow::Continue
+        if let Driver::Log { tick_pending, .. } = &mut self.driver {
+            *tick_pending = true;
+        }
+        self.apply(Command::Tick, Then::Tick).await
     }
 
-    fn apply(&mut self, cmd: Command<Arc<Message>>) -> Reply<Arc<Message>> {
-        self.index += 1;
-        let meta = Meta {
-            index: self.index,
-            now_ms: now_ms(),
+    /// Runs `cmd` through the machine; `then` says what to do with its
+    /// reply. In memory that happens now; through the log, once committed.
+    async fn apply(&mut self, cmd: Command<Arc<Message>>, then: Then) -> Flow {
+        match &mut self.driver {
+            Driver::Memory { state, index } => {
+                *index += 1;
+                let meta = Meta {
+                    index: *index,
+                    now_ms: now_ms(),
+                };
+                let before = state.total_bytes();
+                let (reply, effects) = queue::apply(&meta, cmd, state);
+                self.account(before);
+                self.run_effects(effects);
+                self.complete(then, reply).await
+            }
+            Driver::Log { log, in_flight, .. } => {
+                let answer = log.submit(to_log_command(cmd));
+                in_flight.push_back(Box::pin(async move { (then, answer.await) }));
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Runs `then` once everything submitted before it is applied.
+    async fn barrier(&mut self, then: Then) -> Flow {
+        match &mut self.driver {
+            Driver::Memory { .. } => self.complete(then, Reply::Ok).await,
+            Driver::Log { in_flight, .. } => {
+                in_flight.push_back(Box::pin(async move { (then, Ok((Reply::Ok, Vec::new()))) }));
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A command of the log was applied: execute its effects, then `then`.
+    async fn applied(&mut self, then: Then, applied: Applied) -> Flow {
+        if matches!(then, Then::Tick)
+            && let Driver::Log { tick_pending, .. } = &mut self.driver
+        {
+            *tick_pending = false;
+        }
+        let (reply, effects) = match applied {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(queue = %self.spec.name, error = %e, "queue command not committed");
+                self.failed(then, &e);
+                return Flow::Continue;
+            }
         };
-        let before = self.state.total_bytes();
-        let (reply, effects) = queue::apply(&meta, cmd, &mut self.state);
-        self.account(before);
+        let effects = effects
+            .into_iter()
+            .filter_map(|e| self.load_effect(e))
+            .collect();
         self.run_effects(effects);
-        reply
+        let reply = match reply {
+            Reply::Ok => Reply::Ok,
+            Reply::Enqueued { msg_id } => Reply::Enqueued { msg_id },
+            Reply::Rejected => Reply::Rejected,
+            Reply::GetOk {
+                msg_id,
+                msg,
+                redelivered,
+                message_count,
+            } => match self.load(msg) {
+                Some(msg) => Reply::GetOk {
+                    msg_id,
+                    msg,
+                    redelivered,
+                    message_count,
+                },
+                None => Reply::GetEmpty,
+            },
+            Reply::GetEmpty => Reply::GetEmpty,
+            Reply::Purged { count } => Reply::Purged { count },
+            Reply::Cancelled { consumer_count } => Reply::Cancelled { consumer_count },
+            Reply::Error(e) => Reply::Error(e),
+        };
+        self.complete(then, reply).await
     }
 
-    fn handle(&mut self, req: QueueRequest) -> Flow {
-        match req {
-            QueueRequest::Publish { msg, confirm } => {
-                let size = msg.size();
-                let expiration_ms = msg.expiration_ms;
-                let reply = self.apply(Command::Enqueue {
-                    // Read before `msg` moves into the command.
-                    priority: msg.priority,
-                    msg,
-                    size,
-                    expiration_ms,
+    /// A command the log could not commit: nothing was decided.
+    fn failed(&mut self, then: Then, e: &StoreError) {
+        match then {
+            Then::Confirm(Some(c)) => {
+                let _ = c.tx.send(ConnEvent::Confirm {
+                    channel: c.channel,
+                    seq: c.seq,
+                    ok: false,
                 });
+            }
+            Then::Subscribed { consumer, reply } => {
+                self.no_ack.remove(&consumer);
+                self.drop_credit(|k| *k == consumer);
+                let _ = reply.send(Err(store_failed(e)));
+            }
+            Then::Got(reply) => {
+                let _ = reply.send(Err(store_failed(e)));
+            }
+            Then::Delete { reply, .. } => {
+                let _ = reply.send(Err(store_failed(e)));
+            }
+            Then::Purged(reply) => {
+                let _ = reply.send(0);
+            }
+            Then::Stats(reply) => {
+                let _ = reply.send((self.message_count(), self.consumer_count()));
+            }
+            Then::Nothing | Then::Tick | Then::Confirm(None) | Then::Cancelled => {}
+        }
+    }
+
+    /// The message a log index holds; `None` (logged) if it cannot be read.
+    fn load(&self, index: u64) -> Option<Arc<Message>> {
+        let Driver::Log { log, .. } = &self.driver else {
+            return None;
+        };
+        match log.body(index) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::error!(queue = %self.spec.name, index, error = %e, "message body unreadable");
+                None
+            }
+        }
+    }
+
+    fn load_effect(&self, e: Effect<u64>) -> Option<Effect<Arc<Message>>> {
+        Some(match e {
+            Effect::Deliver {
+                consumer,
+                msg_id,
+                msg,
+                redelivered,
+                delivery_count,
+            } => Effect::Deliver {
+                consumer,
+                msg_id,
+                msg: self.load(msg)?,
+                redelivered,
+                delivery_count,
+            },
+            Effect::DeadLetter { msg, reason } => {
+                // Without a dead-letter exchange there is nothing to publish.
+                self.spec.dead_letter.as_ref()?;
+                Effect::DeadLetter {
+                    msg: self.load(msg)?,
+                    reason,
+                }
+            }
+            Effect::ConsumerActivated { consumer } => Effect::ConsumerActivated { consumer },
+        })
+    }
+
+    /// What follows a command's reply.
+    async fn complete(&mut self, then: Then, reply: Reply<Arc<Message>>) -> Flow {
+        match then {
+            Then::Nothing | Then::Tick => {}
+            Then::Confirm(confirm) => {
                 if let Some(c) = confirm {
                     let ok = !matches!(reply, Reply::Rejected | Reply::Error(_));
                     let _ = c.tx.send(ConnEvent::Confirm {
@@ -352,6 +656,71 @@ impl Actor {
                         ok,
                     });
                 }
+            }
+            Then::Subscribed {
+                consumer,
+                reply: tx,
+            } => {
+                let result = match reply {
+                    Reply::Error(e) => {
+                        self.no_ack.remove(&consumer);
+                        self.drop_credit(|k| *k == consumer);
+                        Err(AmqpError::from(e))
+                    }
+                    _ => {
+                        self.had_consumer = true;
+                        Ok(())
+                    }
+                };
+                let _ = tx.send(result);
+            }
+            Then::Got(tx) => {
+                let r = match reply {
+                    Reply::GetOk {
+                        msg_id,
+                        msg,
+                        redelivered,
+                        message_count,
+                    } => Ok(GetResult::Ok {
+                        msg_id,
+                        msg,
+                        redelivered,
+                        message_count,
+                    }),
+                    Reply::Error(e) => Err(AmqpError::from(e)),
+                    _ => Ok(GetResult::Empty),
+                };
+                let _ = tx.send(r);
+            }
+            Then::Cancelled => return self.after_cancel(reply).await,
+            Then::Purged(tx) => {
+                let n = match reply {
+                    Reply::Purged { count } => count,
+                    _ => 0,
+                };
+                let _ = tx.send(n);
+            }
+            Then::Stats(tx) => {
+                let _ = tx.send((self.message_count(), self.consumer_count()));
+            }
+            Then::Delete { cond, reply } => return self.delete(cond, reply).await,
+        }
+        Flow::Continue
+    }
+
+    async fn handle(&mut self, req: QueueRequest) -> Flow {
+        match req {
+            QueueRequest::Publish { msg, confirm } => {
+                let size = msg.size();
+                let expiration_ms = msg.expiration_ms;
+                let cmd = Command::Enqueue {
+                    // Read before `msg` moves into the command.
+                    priority: msg.priority,
+                    msg,
+                    size,
+                    expiration_ms,
+                };
+                self.apply(cmd, Then::Confirm(confirm)).await
             }
             QueueRequest::Subscribe {
                 consumer,
@@ -396,40 +765,38 @@ impl Actor {
                         exclusive,
                     },
                 };
-                let r = self.apply(cmd);
-                if no_ack && !matches!(r, Reply::Error(_)) {
-                    self.apply(Command::Credit {
-                        consumer: consumer.clone(),
-                        credit: NO_ACK_WINDOW,
-                    });
-                }
-                let result = match r {
-                    Reply::Error(e) => {
-                        self.no_ack.remove(&consumer);
-                        self.drop_credit(|k| *k == consumer);
-                        Err(self.queue_error(e))
-                    }
-                    _ => {
-                        self.had_consumer = true;
-                        Ok(())
-                    }
+                let then = Then::Subscribed {
+                    consumer: consumer.clone(),
+                    reply,
                 };
-                let _ = reply.send(result);
+                if self.apply(cmd, then).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+                if no_ack {
+                    // If the subscription was refused this changes nothing.
+                    let cmd = Command::Credit {
+                        consumer,
+                        credit: NO_ACK_WINDOW,
+                    };
+                    return self.apply(cmd, Then::Nothing).await;
+                }
+                Flow::Continue
             }
-            QueueRequest::CreditAvailable => {}
+            QueueRequest::CreditAvailable => Flow::Continue,
             QueueRequest::Written { consumer, count } => {
                 // Unknown consumers (cancelled meanwhile) are answered with an
                 // error reply that changes nothing.
-                self.apply(Command::Credit {
+                let cmd = Command::Credit {
                     consumer,
                     credit: count,
-                });
+                };
+                self.apply(cmd, Then::Nothing).await
             }
             QueueRequest::Cancel { consumer } => {
                 self.no_ack.remove(&consumer);
                 self.drop_credit(|k| *k == consumer);
-                let r = self.apply(Command::Cancel { consumer });
-                return self.after_cancel(r);
+                self.apply(Command::Cancel { consumer }, Then::Cancelled)
+                    .await
             }
             QueueRequest::Get {
                 owner,
@@ -438,69 +805,52 @@ impl Actor {
                 reply,
             } => {
                 self.owners.insert(owner, link);
-                let r = match self.apply(Command::Get { owner, no_ack }) {
-                    Reply::GetOk {
-                        msg_id,
-                        msg,
-                        redelivered,
-                        message_count,
-                    } => Ok(GetResult::Ok {
-                        msg_id,
-                        msg,
-                        redelivered,
-                        message_count,
-                    }),
-                    Reply::Error(e) => Err(self.queue_error(e)),
-                    _ => Ok(GetResult::Empty),
-                };
-                let _ = reply.send(r);
+                self.apply(Command::Get { owner, no_ack }, Then::Got(reply))
+                    .await
             }
             QueueRequest::Settle { owner, ids } => {
-                self.apply(Command::Settle {
+                let cmd = Command::Settle {
                     owner,
                     msg_ids: ids,
-                });
+                };
+                self.apply(cmd, Then::Nothing).await
             }
             QueueRequest::Return { owner, ids } => {
-                self.apply(Command::Return {
+                let cmd = Command::Return {
                     owner,
                     msg_ids: ids,
-                });
+                };
+                self.apply(cmd, Then::Nothing).await
             }
             QueueRequest::Discard { owner, ids } => {
-                self.apply(Command::Discard {
+                let cmd = Command::Discard {
                     owner,
                     msg_ids: ids,
-                });
+                };
+                self.apply(cmd, Then::Nothing).await
             }
             QueueRequest::OwnerDown { owner } => {
                 self.no_ack.retain(|k, _| k.owner != owner);
                 self.drop_credit(|k| k.owner == owner);
-                let r = self.apply(Command::OwnerDown { owner });
+                // Deliveries still on their way to it are dropped (see deliver).
                 self.owners.remove(&owner);
-                return self.after_cancel(r);
+                self.apply(Command::OwnerDown { owner }, Then::Cancelled)
+                    .await
             }
-            QueueRequest::Purge { reply } => {
-                let n = match self.apply(Command::Purge) {
-                    Reply::Purged { count } => count,
-                    _ => 0,
-                };
-                let _ = reply.send(n);
+            QueueRequest::Purge { reply } => self.apply(Command::Purge, Then::Purged(reply)).await,
+            QueueRequest::Stats { reply } => self.barrier(Then::Stats(reply)).await,
+            QueueRequest::Delete { cond, reply } => {
+                self.barrier(Then::Delete { cond, reply }).await
             }
-            QueueRequest::Stats { reply } => {
-                let _ = reply.send((self.state.message_count(), self.state.consumer_count()));
-            }
-            QueueRequest::Delete { cond, reply } => return self.delete(cond, reply),
         }
-        Flow::Continue
     }
 
     /// Offers credit to consumers under a channel-wide prefetch while ready
     /// messages are waiting for it, one permit at a time, round-robin.
-    fn grant_credit(&mut self) {
+    async fn grant_credit(&mut self) {
         while !self.credit.is_empty() {
             let outstanding: u64 = self.credit.values().map(|c| u64::from(c.outstanding)).sum();
-            if self.state.message_count() <= outstanding {
+            if self.message_count() <= outstanding {
                 return;
             }
             let mut granted = None;
@@ -519,10 +869,13 @@ impl Actor {
                 }
             }
             let Some(consumer) = granted else { return };
-            self.apply(Command::Credit {
+            let cmd = Command::Credit {
                 consumer,
                 credit: 1,
-            });
+            };
+            if self.apply(cmd, Then::Nothing).await == Flow::Stop {
+                return;
+            }
         }
     }
 
@@ -538,25 +891,25 @@ impl Actor {
         self.credit_order.retain(|k| !gone(k));
     }
 
-    fn queue_error(&self, e: queue::QueueError) -> AmqpError {
-        AmqpError::from(e)
-    }
-
     /// Auto-delete: the queue goes when its last consumer goes (if it ever had one).
-    fn after_cancel(&mut self, r: Reply<Arc<Message>>) -> Flow {
+    async fn after_cancel(&mut self, r: Reply<Arc<Message>>) -> Flow {
         if let Reply::Cancelled { consumer_count: 0 } = r
             && self.spec.auto_delete
             && self.had_consumer
         {
-            self.forget();
+            self.forget().await;
             return Flow::Stop;
         }
         Flow::Continue
     }
 
-    fn delete(&mut self, cond: DeleteIf, reply: oneshot::Sender<Result<u64, AmqpError>>) -> Flow {
+    async fn delete(
+        &mut self,
+        cond: DeleteIf,
+        reply: oneshot::Sender<Result<u64, AmqpError>>,
+    ) -> Flow {
         let (vhost, name) = (&self.spec.vhost, &self.spec.name);
-        if cond.unused && self.state.consumer_count() > 0 {
+        if cond.unused && self.consumer_count() > 0 {
             let e = AmqpError::new(
                 code::PRECONDITION_FAILED,
                 format!("queue '{name}' in vhost '{vhost}' in use"),
@@ -564,7 +917,8 @@ impl Actor {
             let _ = reply.send(Err(e));
             return Flow::Continue;
         }
-        if cond.empty && self.state.message_count() > 0 {
+        let count = self.message_count();
+        if cond.empty && count > 0 {
             let e = AmqpError::new(
                 code::PRECONDITION_FAILED,
                 format!("queue '{name}' in vhost '{vhost}' not empty"),
@@ -572,9 +926,8 @@ impl Actor {
             let _ = reply.send(Err(e));
             return Flow::Continue;
         }
-        let count = self.state.message_count();
         self.cancel_all_consumers();
-        self.forget();
+        self.forget().await;
         let _ = reply.send(Ok(count));
         Flow::Stop
     }
@@ -591,10 +944,13 @@ impl Actor {
         }
     }
 
-    /// Removes this queue from the broker's metadata and registry.
-    /// Reports the change in bytes this queue holds to the memory alarm.
+    /// Reports the change in bytes this queue holds to the memory alarm
+    /// (in-memory queues only: a durable queue's bodies live in its log).
     fn account(&self, before: u64) {
-        let after = self.state.total_bytes();
+        let Driver::Memory { state, .. } = &self.driver else {
+            return;
+        };
+        let after = state.total_bytes();
         if after != before
             && let Some(b) = self.broker.upgrade()
         {
@@ -604,13 +960,27 @@ impl Actor {
         }
     }
 
-    fn forget(&self) {
-        if let Some(b) = self.broker.upgrade() {
-            // What this queue held is released with it.
-            b.memory()
-                .add(-i64::try_from(self.state.total_bytes()).unwrap_or(i64::MAX));
-            b.forget_queue(&self.spec.vhost, &self.spec.name, &self.me);
-        }
+    /// Removes this queue from the broker's metadata and registry (and a
+    /// durable queue's log from the store).
+    async fn forget(&mut self) {
+        let Some(b) = self.broker.upgrade() else {
+            return;
+        };
+        let log = match &mut self.driver {
+            Driver::Memory { state, .. } => {
+                // What this queue held is released with it.
+                b.memory()
+                    .add(-i64::try_from(state.total_bytes()).unwrap_or(i64::MAX));
+                None
+            }
+            Driver::Log { log, in_flight, .. } => {
+                // Answers still on their way are dropped with the queue.
+                *in_flight = FuturesOrdered::new();
+                Some(log.clone())
+            }
+        };
+        b.forget_queue(&self.spec.vhost, &self.spec.name, &self.me, log)
+            .await;
     }
 
     fn run_effects(&mut self, effects: Vec<Effect<Arc<Message>>>) {
@@ -629,7 +999,7 @@ impl Actor {
                         b.dead_letter(&self.spec.vhost, &self.spec.name, target, &msg, reason);
                     }
                 }
-                _ => {}
+                Effect::ConsumerActivated { .. } => {}
             }
         }
     }
@@ -667,6 +1037,33 @@ impl Actor {
             // return the message to the queue.
             debug!(queue = %self.spec.name, "delivery to a closed connection");
         }
+    }
+}
+
+/// The next answer of a durable queue's log (never, for an in-memory queue).
+async fn next_applied(driver: &mut Driver) -> Option<(Then, Applied)> {
+    match driver {
+        Driver::Log { in_flight, .. } if !in_flight.is_empty() => in_flight.next().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// The reads the actor makes of either driver's state.
+trait StateView {
+    fn message_count(&self) -> u64;
+    fn consumer_count(&self) -> u32;
+    fn next_expiry(&self) -> Option<u64>;
+}
+
+impl<M: Clone> StateView for QueueState<M> {
+    fn message_count(&self) -> u64 {
+        QueueState::message_count(self)
+    }
+    fn consumer_count(&self) -> u32 {
+        QueueState::consumer_count(self)
+    }
+    fn next_expiry(&self) -> Option<u64> {
+        QueueState::next_expiry(self)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::convert::table_from_wire;
 use crate::error::{AmqpError, code};
 
 impl Channel {
-    pub(super) fn exchange_declare(
+    pub(super) async fn exchange_declare(
         &mut self,
         ctx: &mut Ctx<'_>,
         d: exchange::Declare,
@@ -45,17 +45,19 @@ impl Channel {
                 ResourceKind::Exchange,
                 name,
             )?;
-            ctx.broker.declare_exchange(
-                ctx.vhost,
-                ExchangeDef {
-                    name: name.to_string(),
-                    kind,
-                    durable: d.durable,
-                    auto_delete: d.auto_delete,
-                    internal: d.internal,
-                    arguments: table_from_wire(&d.arguments),
-                },
-            )?;
+            ctx.broker
+                .declare_exchange(
+                    ctx.vhost,
+                    ExchangeDef {
+                        name: name.to_string(),
+                        kind,
+                        durable: d.durable,
+                        auto_delete: d.auto_delete,
+                        internal: d.internal,
+                        arguments: table_from_wire(&d.arguments),
+                    },
+                )
+                .await?;
         }
         if !d.nowait {
             ctx.send(
@@ -66,7 +68,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange_delete(
+    pub(super) async fn exchange_delete(
         &mut self,
         ctx: &mut Ctx<'_>,
         d: exchange::Delete,
@@ -85,7 +87,9 @@ impl Channel {
             ResourceKind::Exchange,
             name,
         )?;
-        ctx.broker.delete_exchange(ctx.vhost, name, d.if_unused)?;
+        ctx.broker
+            .delete_exchange(ctx.vhost, name, d.if_unused)
+            .await?;
         if !d.nowait {
             ctx.send(
                 self.id,
@@ -95,7 +99,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange_bind(
+    pub(super) async fn exchange_bind(
         &mut self,
         ctx: &mut Ctx<'_>,
         b: exchange::Bind,
@@ -107,7 +111,7 @@ impl Channel {
             b.routing_key.as_str(),
             &b.arguments,
         )?;
-        ctx.broker.bind(ctx.vhost, binding)?;
+        ctx.broker.bind(ctx.vhost, binding).await?;
         if !b.nowait {
             ctx.send(
                 self.id,
@@ -117,7 +121,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange_unbind(
+    pub(super) async fn exchange_unbind(
         &mut self,
         ctx: &mut Ctx<'_>,
         u: exchange::Unbind,
@@ -129,7 +133,7 @@ impl Channel {
             u.routing_key.as_str(),
             &u.arguments,
         )?;
-        ctx.broker.unbind(ctx.vhost, binding)?;
+        ctx.broker.unbind(ctx.vhost, binding).await?;
         if !u.nowait {
             ctx.send(
                 self.id,
@@ -236,7 +240,7 @@ impl Channel {
         })
     }
 
-    pub(super) fn queue_bind(
+    pub(super) async fn queue_bind(
         &mut self,
         ctx: &mut Ctx<'_>,
         b: queue::Bind,
@@ -248,7 +252,7 @@ impl Channel {
             b.routing_key.as_str(),
             &b.arguments,
         )?;
-        ctx.broker.bind(ctx.vhost, binding)?;
+        ctx.broker.bind(ctx.vhost, binding).await?;
         if !b.nowait {
             ctx.send(
                 self.id,
@@ -258,7 +262,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn queue_unbind(
+    pub(super) async fn queue_unbind(
         &mut self,
         ctx: &mut Ctx<'_>,
         u: queue::Unbind,
@@ -270,7 +274,7 @@ impl Channel {
             u.routing_key.as_str(),
             &u.arguments,
         )?;
-        ctx.broker.unbind(ctx.vhost, binding)?;
+        ctx.broker.unbind(ctx.vhost, binding).await?;
         ctx.send(
             self.id,
             AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),

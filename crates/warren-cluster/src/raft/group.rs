@@ -90,6 +90,28 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         Ok((resp.log_id.index, resp.data))
     }
 
+    /// Proposes `reqs` as one batch, behind everything proposed before;
+    /// returns once the batch is handed to Raft (not committed). The
+    /// stream yields each entry's index and answer, in order, as they are
+    /// committed and applied.
+    pub(crate) async fn propose_many(
+        &self,
+        reqs: Vec<Request>,
+    ) -> Result<
+        futures::stream::BoxStream<'static, Result<(u64, Response), ClusterError>>,
+        ClusterError,
+    > {
+        use futures::StreamExt as _;
+        let stream = self.raft.client_write_many(reqs).await.map_err(raft_err)?;
+        Ok(stream
+            .map(|r| match r {
+                Ok(Ok(resp)) => Ok((resp.log_id.index, resp.response)),
+                Ok(Err(e)) => Err(raft_err(e)),
+                Err(fatal) => Err(raft_err(fatal)),
+            })
+            .boxed())
+    }
+
     /// Snapshots now and compacts the log up to the snapshot; returns when
     /// both are done.
     pub(crate) async fn snapshot(&self) -> Result<(), ClusterError> {

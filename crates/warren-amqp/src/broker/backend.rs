@@ -1,0 +1,83 @@
+//! The durable backend the broker talks to (DESIGN.md: warren-amqp talks to
+//! the broker core through a `Backend` trait). warren-amqp depends only on
+//! codec and core; the binary plugs in warren-cluster's Raft groups on
+//! RocksDB. Without a backend the broker keeps everything in memory.
+//!
+//! - Metadata: every change is committed through [`Backend::meta_apply`]
+//!   before the broker's own copy applies it, so both see the same sequence.
+//! - Durable queues: each is a [`QueueLog`], the replicated driver of the
+//!   pure `warren_core::queue` machine. Commands are submitted in order and
+//!   answered in order, once committed (fsynced) and applied; the payloads
+//!   in replies and effects are log indexes, read back with [`QueueLog::body`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use warren_core::message::Message;
+use warren_core::meta::{MetaCommand, MetaError, MetaReply, MetaState};
+use warren_core::queue::{Command, Effect, QueueConfig, QueueState, Reply};
+
+/// The backend could not commit: nothing was decided (disk full, failed
+/// fsync, no quorum, shutting down).
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What a committed queue command answers.
+pub type Applied = Result<(Reply<u64>, Vec<Effect<u64>>), StoreError>;
+
+/// One durable queue's replicated log and applied state.
+pub trait QueueLog: Send + Sync + 'static {
+    /// The log's id in the store.
+    fn id(&self) -> u64;
+
+    /// The queue's vhost and name (as created).
+    fn identity(&self) -> (String, String);
+
+    /// Submits `cmd` behind every command submitted before it — at the
+    /// call, not when the future is first polled; the future gives the
+    /// answer once the command is committed and applied. Answers arrive in
+    /// submission order.
+    fn submit(&self, cmd: Command<Message>) -> BoxFuture<'static, Applied>;
+
+    /// The message enqueued at log `index`.
+    fn body(&self, index: u64) -> Result<Message, StoreError>;
+
+    /// Reads the applied state (what every committed command produced).
+    fn with_state(&self, f: &mut dyn FnMut(&QueueState<u64>));
+}
+
+/// The node's durable store of metadata and queues.
+pub trait Backend: Send + Sync + 'static {
+    /// The committed metadata, as the node holds it at boot.
+    fn meta(&self) -> MetaState;
+
+    /// Commits a metadata change: the outer error is the backend's (nothing
+    /// decided), the inner one the machine's answer.
+    fn meta_apply(
+        &self,
+        cmd: MetaCommand,
+    ) -> BoxFuture<'static, Result<Result<MetaReply, MetaError>, StoreError>>;
+
+    /// Every durable queue the node holds (at boot).
+    fn queues(&self) -> Vec<Arc<dyn QueueLog>>;
+
+    /// Creates the log of a new durable queue.
+    fn create_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        config: QueueConfig,
+    ) -> BoxFuture<'static, Result<Arc<dyn QueueLog>, StoreError>>;
+
+    /// Stops a queue's log and deletes everything it stored.
+    fn delete_queue(&self, log: Arc<dyn QueueLog>) -> BoxFuture<'static, Result<(), StoreError>>;
+}
