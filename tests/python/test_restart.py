@@ -2,7 +2,6 @@
 
 Each test gets a broker of its own (see `restartable` in conftest.py).
 """
-import os
 
 import pika
 import pytest
@@ -67,15 +66,6 @@ def publish_persistent(channel, uniq, count):
     return bodies
 
 
-# Durability (RocksDB + Raft) is issue 3, "Durable Warren". Until it lands,
-# Warren loses everything on restart; strict xfail makes these tests fail the
-# suite the moment they start passing, so the marker cannot outlive the gap.
-DURABILITY_PENDING = pytest.mark.xfail(
-    not os.environ.get('WARREN_TEST_RESTART_BROKER'),
-    reason="issue 3: durable queues are not implemented yet", strict=True)
-
-
-@DURABILITY_PENDING
 def test_graceful_restart_keeps_durable_state(restartable, uniq):
     connection = restartable.broker.connect()
     channel = connection.channel()
@@ -88,7 +78,6 @@ def test_graceful_restart_keeps_durable_state(restartable, uniq):
     check_after_restart(restartable.broker, uniq, bodies)
 
 
-@DURABILITY_PENDING
 def test_crash_keeps_confirmed_persistent_messages(restartable, uniq):
     connection = restartable.broker.connect()
     channel = connection.channel()

@@ -115,6 +115,7 @@ pub async fn try_start_with(
         advertise: None,
         definitions,
         memory_high_watermark,
+        disk_free_limit: warren::serve::DEFAULT_DISK_FREE_LIMIT,
     };
     let running = warren::serve::start(args)
         .await

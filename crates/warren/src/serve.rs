@@ -42,6 +42,37 @@ pub struct ServeArgs {
     /// 40% of the machine's memory.
     #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
     pub memory_high_watermark: Option<u64>,
+    /// Free bytes on the data directory's disk below which publishers are
+    /// blocked (RabbitMQ's `disk_free_limit`, same default); 0 disables.
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = DEFAULT_DISK_FREE_LIMIT)]
+    pub disk_free_limit: u64,
+}
+
+/// RabbitMQ's default `disk_free_limit`: 50 MB.
+pub const DEFAULT_DISK_FREE_LIMIT: u64 = 50_000_000;
+
+/// Free bytes (for unprivileged users) on the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Checks the data directory's free space every second and raises the
+/// disk alarm below `limit` (publishers are blocked until it clears).
+fn watch_disk(broker: std::sync::Weak<Broker>, dir: PathBuf, limit: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(b) = broker.upgrade() else { return };
+            match free_bytes(&dir) {
+                Ok(free) => b.memory().set_disk_alarm(free < limit, free),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read free disk space")
+                }
+            }
+        }
+    });
 }
 
 /// A running broker. Dropping it leaves the broker running; call
@@ -76,6 +107,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let broker = Broker::open(backend.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the broker on its store: {e}"))?;
+    if args.disk_free_limit > 0 {
+        watch_disk(
+            Arc::downgrade(&broker),
+            args.data_dir.clone(),
+            args.disk_free_limit,
+        );
+    }
     tracing::info!(
         data_dir = %args.data_dir.display(),
         queues = backend.node().queue_groups().len(),

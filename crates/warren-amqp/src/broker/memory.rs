@@ -1,9 +1,11 @@
 //! The memory alarm: when the bytes held by queues pass the high watermark,
 //! publishing connections are blocked (connection.blocked, and the server
 //! stops reading from them) until consumers bring it back down, as RabbitMQ
-//! does with its `vm_memory_high_watermark`.
+//! does with its `vm_memory_high_watermark`. The disk alarm (free space of
+//! the data directory below `disk_free_limit`, set from outside by whoever
+//! watches the disk) blocks them the same way.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::watch;
 
@@ -11,6 +13,10 @@ use tokio::sync::watch;
 pub struct MemoryAlarm {
     used: AtomicI64,
     watermark: i64,
+    /// Queues hold more than the watermark.
+    memory_on: AtomicBool,
+    /// The data directory's disk is (nearly) full.
+    disk_on: AtomicBool,
     alarm: watch::Sender<bool>,
 }
 
@@ -20,6 +26,8 @@ impl MemoryAlarm {
         MemoryAlarm {
             used: AtomicI64::new(0),
             watermark: i64::try_from(watermark).unwrap_or(i64::MAX),
+            memory_on: AtomicBool::new(false),
+            disk_on: AtomicBool::new(false),
             alarm: watch::channel(false).0,
         }
     }
@@ -31,22 +39,42 @@ impl MemoryAlarm {
         }
         let used = self.used.fetch_add(delta, Ordering::Relaxed) + delta;
         let on = used > self.watermark;
-        self.alarm.send_if_modified(|state| {
-            if *state != on {
-                if on {
-                    tracing::warn!(
-                        used,
-                        watermark = self.watermark,
-                        "memory alarm: blocking publishers"
-                    );
-                } else {
-                    tracing::info!(used, "memory alarm cleared");
-                }
-                *state = on;
-                true
+        if self.memory_on.swap(on, Ordering::AcqRel) != on {
+            if on {
+                tracing::warn!(
+                    used,
+                    watermark = self.watermark,
+                    "memory alarm: blocking publishers"
+                );
             } else {
-                false
+                tracing::info!(used, "memory alarm cleared");
             }
+        }
+        self.publish();
+    }
+
+    /// Raises or clears the disk alarm (`free` bytes left, for the log).
+    pub fn set_disk_alarm(&self, on: bool, free: u64) {
+        if self.disk_on.swap(on, Ordering::AcqRel) != on {
+            if on {
+                tracing::warn!(
+                    free,
+                    "disk alarm: free disk space is below the limit, blocking publishers"
+                );
+            } else {
+                tracing::info!(free, "disk alarm cleared");
+            }
+        }
+        self.publish();
+    }
+
+    /// Tells the watchers whether any alarm is on.
+    fn publish(&self) {
+        let on = self.memory_on.load(Ordering::Acquire) || self.disk_on.load(Ordering::Acquire);
+        self.alarm.send_if_modified(|state| {
+            let changed = *state != on;
+            *state = on;
+            changed
         });
     }
 
