@@ -65,10 +65,11 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
 /// A `warren serve` child process and the data directory it keeps across
 /// restarts. Dropping it kills the child.
 pub struct WarrenProcess {
+    // Declared first so that it is killed before the data dir is removed.
+    child: Option<Child>,
     bin: PathBuf,
     data_dir: tempfile::TempDir,
     extra_args: Vec<OsString>,
-    child: Option<Child>,
     addr: SocketAddr,
     started_in: Duration,
     // Counts starts, so echoed stderr lines say which run they came from.
@@ -225,6 +226,16 @@ impl WarrenProcess {
             self.data_dir.path().display()
         );
         Ok(())
+    }
+}
+
+impl Drop for WarrenProcess {
+    fn drop(&mut self) {
+        // SIGKILL before the fields drop, so the broker is going away
+        // before its data dir is removed under it.
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
     }
 }
 

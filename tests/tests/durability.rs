@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -66,14 +68,35 @@ async fn confirmed_messages_survive_kill_9() -> anyhow::Result<()> {
     .await
 }
 
-/// One round: publish with confirms, kill -9 after `threshold` confirms,
-/// restart, and find every confirmed message of this round in the queue.
+/// One round: publish with confirms, kill -9 after a few thousand
+/// confirms, restart, and find every confirmed message of this round in
+/// the queue.
 async fn kill_mid_stream_and_check(
     broker: &mut WarrenProcess,
     q: &str,
     round: u32,
 ) -> anyhow::Result<()> {
     let tag = format!("round{round}");
+    let outcomes = publish_until_killed(broker, q, &tag).await?;
+    broker.restart().await?;
+    let conn = broker.connect().await?;
+    let (ready, deliveries) = drain(&conn, q)
+        .await
+        .with_context(|| format!("draining {q} after restart {round}"))?;
+    eprintln!("round {round}: after restart {ready} ready");
+    check_round(&tag, &outcomes, &deliveries)?;
+    conn.close(200, "round done".into()).await?;
+    Ok(())
+}
+
+/// Publishes `{tag}-…` messages to `q` until a random-ish number (2000 to
+/// 3999) of them is confirmed, then kills the broker; returns the outcome
+/// of every publish.
+async fn publish_until_killed(
+    broker: &mut WarrenProcess,
+    q: &str,
+    tag: &str,
+) -> anyhow::Result<Vec<Outcome>> {
     let threshold = 2000 + usize::try_from(jitter(2000))?;
     let ledger = SharedLedger::default();
     let conn = broker.connect().await?;
@@ -83,7 +106,7 @@ async fn kill_mid_stream_and_check(
     let publisher = tokio::spawn(publish_confirmed(
         ch,
         q.to_owned(),
-        tag.clone(),
+        tag.to_owned(),
         100,
         u64::MAX,
         ledger.clone(),
@@ -100,72 +123,72 @@ async fn kill_mid_stream_and_check(
     .await;
     if let Err(e) = reached {
         let why = publisher.await?;
-        anyhow::bail!("round {round}: {e:#}; the publisher ended with {why:?}");
+        anyhow::bail!("{tag}: {e:#}; the publisher ended with {why:?}");
     }
     let status = broker.kill9().await?;
     let publish_time = began.elapsed();
-    let ended = publisher.await?;
+    // The publisher records every confirm that arrived, then stops on the
+    // connection error.
+    let ended = tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .context("the publisher did not notice the kill within 60 s")??;
     drop(conn);
     let outcomes = std::mem::take(&mut ledger.lock().outcomes);
-    let acked = outcomes.iter().filter(|o| **o == Outcome::Acked).count();
-    let nacked = outcomes.iter().filter(|o| **o == Outcome::Nacked).count();
+    let count = |o| outcomes.iter().filter(|x| **x == o).count();
     eprintln!(
-        "round {round}: killed ({status}) after {publish_time:?}: {} published, {acked} acked, \
-         {nacked} nacked, {} unconfirmed; publisher: {ended:?}",
+        "{tag}: killed ({status}) after {publish_time:?} (threshold {threshold}): {} published, \
+         {} acked, {} nacked, {} unconfirmed; the publisher ended with {ended:?}",
         outcomes.len(),
-        outcomes.len() - acked - nacked,
+        count(Outcome::Acked),
+        count(Outcome::Nacked),
+        count(Outcome::Unconfirmed),
     );
+    Ok(outcomes)
+}
 
-    broker.restart().await?;
-    let conn = broker.connect().await?;
-    let (ready, deliveries) = drain(&conn, q).await?;
-    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+/// Every acked publish was delivered exactly once; anything else delivered
+/// is an unconfirmed or nacked publish of this round (possibly repeated).
+fn check_round(tag: &str, outcomes: &[Outcome], deliveries: &[Delivery]) -> anyhow::Result<()> {
+    let mut times = vec![0u32; outcomes.len()];
     let mut unknown = Vec::new();
-    for d in &deliveries {
-        match seq_of(&tag, &d.data) {
-            Some(seq) if usize::try_from(seq).is_ok_and(|s| s < outcomes.len()) => {
-                *seen.entry(seq).or_default() += 1;
-            }
+    for d in deliveries {
+        match seq_of(tag, &d.data).and_then(|s| usize::try_from(s).ok()) {
+            Some(seq) if seq < outcomes.len() => times[seq] += 1,
             _ => {
                 unknown.push(String::from_utf8_lossy(&d.data[..d.data.len().min(40)]).into_owned())
             }
         }
     }
-    let times = |seq: usize| seen.get(&(seq as u64)).copied().unwrap_or(0);
-    let acked_seqs = || (0..outcomes.len()).filter(|s| outcomes[*s] == Outcome::Acked);
-    let missing: Vec<usize> = acked_seqs().filter(|s| times(*s) == 0).collect();
-    let doubled: Vec<usize> = acked_seqs().filter(|s| times(*s) > 1).collect();
-    let unconfirmed_kept = (0..outcomes.len())
-        .filter(|s| outcomes[*s] != Outcome::Acked && times(*s) > 0)
-        .count();
-    let unconfirmed_doubled = (0..outcomes.len())
-        .filter(|s| outcomes[*s] != Outcome::Acked && times(*s) > 1)
-        .count();
+    let acked = |s: &usize| outcomes[*s] == Outcome::Acked;
+    let all = 0..outcomes.len();
+    let missing: Vec<usize> = all.clone().filter(|s| acked(s) && times[*s] == 0).collect();
+    let doubled: Vec<usize> = all.clone().filter(|s| acked(s) && times[*s] > 1).collect();
+    let acked_total = all.clone().filter(acked).count();
+    let others = all.clone().filter(|s| !acked(s) && times[*s] > 0).count();
+    let others_again = all.filter(|s| !acked(s) && times[*s] > 1).count();
     eprintln!(
-        "round {round}: after restart {ready} ready, {} delivered: {} of {acked} confirmed \
-         present, {unconfirmed_kept} unconfirmed/nacked present ({unconfirmed_doubled} more \
-         than once), {} unknown",
+        "{tag}: {} delivered: {} of {acked_total} confirmed present, {others} \
+         unconfirmed/nacked present ({others_again} more than once), {} unknown",
         deliveries.len(),
-        acked - missing.len(),
+        acked_total - missing.len(),
         unknown.len(),
     );
     anyhow::ensure!(
         missing.is_empty(),
-        "round {round}: {} of {acked} confirmed messages lost, first {:?}",
+        "{tag}: {} of {acked_total} confirmed messages lost, first {:?}",
         missing.len(),
         &missing[..missing.len().min(20)]
     );
     anyhow::ensure!(
         doubled.is_empty(),
-        "round {round}: confirmed messages delivered twice: {:?}",
+        "{tag}: confirmed messages delivered twice: {:?}",
         &doubled[..doubled.len().min(20)]
     );
     anyhow::ensure!(
         unknown.is_empty(),
-        "round {round}: messages never published in this round: {:?}",
+        "{tag}: messages never published in this round: {:?}",
         &unknown[..unknown.len().min(5)]
     );
-    conn.close(200, "round done".into()).await?;
     Ok(())
 }
 
