@@ -27,7 +27,7 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build"
-cargo build --workspace --bins
+cargo build --workspace --all-targets
 echo "== cargo test"
 cargo test --workspace
 echo "== pika tests"
