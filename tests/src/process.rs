@@ -514,7 +514,11 @@ pub async fn drain(conn: &Connection, queue: &str) -> anyhow::Result<(u32, Vec<D
         }
     }
     ch.close(200, "drained".into()).await?;
-    wait_ready(&conn.create_channel().await?, queue, 0).await?;
+    // A channel dropped unclosed is closed by lapin in the background, which
+    // races with a connection.close right after: close it here.
+    let check = conn.create_channel().await?;
+    wait_ready(&check, queue, 0).await?;
+    check.close(200, "checked".into()).await?;
     anyhow::ensure!(
         got.len() == usize::try_from(initial)?,
         "{queue} reported {initial} ready but {} were delivered",

@@ -406,6 +406,7 @@ impl Connection {
         if e.is_hard() {
             return Err(End::Error(e));
         }
+        tracing::debug!(channel = id, code = e.code, text = %e.text, "channel error");
         if let Some(ch) = self.channels.get_mut(&id) {
             ch.teardown(&self.broker).await;
             ch.closing = true;
