@@ -540,11 +540,12 @@ impl Actor {
                 return Flow::Continue;
             }
         };
-        let effects = effects
-            .into_iter()
-            .filter_map(|e| self.load_effect(e))
-            .collect();
-        self.run_effects(effects);
+        // One at a time: the first delivery leaves before the last body is read.
+        for e in effects {
+            if let Some(e) = self.load_effect(e) {
+                self.run_effect(e);
+            }
+        }
         let reply = match reply {
             Reply::Ok => Reply::Ok,
             Reply::Enqueued { msg_id } => Reply::Enqueued { msg_id },
@@ -985,22 +986,25 @@ impl Actor {
 
     fn run_effects(&mut self, effects: Vec<Effect<Arc<Message>>>) {
         for e in effects {
-            match e {
-                Effect::Deliver {
-                    consumer,
-                    msg_id,
-                    msg,
-                    redelivered,
-                    ..
-                } => self.deliver(consumer, msg_id, msg, redelivered),
-                Effect::DeadLetter { msg, reason } => {
-                    if let (Some(target), Some(b)) = (&self.spec.dead_letter, self.broker.upgrade())
-                    {
-                        b.dead_letter(&self.spec.vhost, &self.spec.name, target, &msg, reason);
-                    }
+            self.run_effect(e);
+        }
+    }
+
+    fn run_effect(&mut self, e: Effect<Arc<Message>>) {
+        match e {
+            Effect::Deliver {
+                consumer,
+                msg_id,
+                msg,
+                redelivered,
+                ..
+            } => self.deliver(consumer, msg_id, msg, redelivered),
+            Effect::DeadLetter { msg, reason } => {
+                if let (Some(target), Some(b)) = (&self.spec.dead_letter, self.broker.upgrade()) {
+                    b.dead_letter(&self.spec.vhost, &self.spec.name, target, &msg, reason);
                 }
-                Effect::ConsumerActivated { .. } => {}
             }
+            Effect::ConsumerActivated { .. } => {}
         }
     }
 
