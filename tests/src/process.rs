@@ -178,6 +178,25 @@ impl WarrenProcess {
         dir_bytes(self.data_dir.path())
     }
 
+    /// The `n` largest files of the data directory (relative paths and
+    /// bytes), largest first: what to look at when it does not shrink.
+    pub fn largest_files(&self, n: usize) -> anyhow::Result<Vec<(PathBuf, u64)>> {
+        let root = self.data_dir.path();
+        let mut files = Vec::new();
+        list_files(root, &mut files)?;
+        files.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+        files.truncate(n);
+        Ok(files
+            .into_iter()
+            .map(|(p, len)| {
+                (
+                    p.strip_prefix(root).map(Path::to_path_buf).unwrap_or(p),
+                    len,
+                )
+            })
+            .collect())
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
         self.run += 1;
         let run = self.run;
@@ -190,6 +209,12 @@ impl WarrenProcess {
             .args(["--amqp-listen", any, "--http-listen", any])
             .args(["--cluster-listen", any])
             .args(&self.extra_args)
+            // openraft's info lines (every group's election) drown the
+            // broker's own; WARREN_LOG set for the test still wins.
+            .env(
+                "WARREN_LOG",
+                std::env::var("WARREN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -295,18 +320,25 @@ async fn echo(stream: impl AsyncRead + Unpin, prefix: String) {
 }
 
 fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
+    let mut files = Vec::new();
+    list_files(dir, &mut files)?;
+    Ok(files.iter().map(|(_, len)| len).sum())
+}
+
+/// Every regular file under `dir` with its length.
+fn list_files(dir: &Path, files: &mut Vec<(PathBuf, u64)>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            total += dir_bytes(&entry.path())?;
+            list_files(&entry.path(), files)?;
         } else if kind.is_file() {
             // A file may vanish between listing and stat (compaction).
-            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            files.push((entry.path(), len));
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 fn percent_encode(s: &str) -> String {

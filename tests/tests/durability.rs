@@ -716,10 +716,11 @@ async fn data_dir_shrinks_after_consume() -> anyhow::Result<()> {
             anyhow::ensure!(
                 drained.elapsed() < limit,
                 "data dir still {:.1} MiB {limit:?} after consuming everything (before \
-                 publishing: {:.1} MiB, full: {:.1} MiB)",
+                 publishing: {:.1} MiB, full: {:.1} MiB); largest files: {:?}",
                 mib(now),
                 mib(before),
-                mib(full)
+                mib(full),
+                broker.largest_files(8)?
             );
             if last_print.elapsed() >= Duration::from_secs(5) {
                 eprintln!("data dir {:.1} MiB after {:?}", mib(now), drained.elapsed());
@@ -766,10 +767,13 @@ async fn restart_with_a_backlog() -> anyhow::Result<()> {
         let conn = broker.connect().await?;
         let ch = conn.create_channel().await?;
         let (ready, _) = queue_counts(&ch, &q).await?;
+        let counted = restarting.elapsed();
+        ch.basic_qos(100, BasicQosOptions::default()).await?;
         let mut consumer = consume(&ch, &q, BasicConsumeOptions::default()).await?;
         let first = next_delivery(&mut consumer).await?;
         eprintln!(
-            "restart: listening after {:?}, first message after {:?}; {ready} ready",
+            "restart with {BACKLOG} messages: listening after {:?}, message_count ({ready}) \
+             after {counted:?}, first message after {:?}",
             broker.time_to_listening(),
             restarting.elapsed()
         );
