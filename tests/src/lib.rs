@@ -86,10 +86,32 @@ pub async fn start_with_memory_watermark(watermark: u64) -> TestBroker {
     }
 }
 
+/// An in-process Warren that blocks publishers while its data directory's
+/// disk has less than `limit` bytes free (panics on failure, like [`start`]).
+pub async fn start_with_disk_free_limit(limit: u64) -> TestBroker {
+    match try_start_limits(None, None, limit).await {
+        Ok(broker) => broker,
+        Err(e) => panic!("cannot start the broker under test: {e:#}"),
+    }
+}
+
 /// [`try_start`] with a memory high watermark for the in-process broker.
 pub async fn try_start_with(
     definitions: Option<PathBuf>,
     memory_high_watermark: Option<u64>,
+) -> anyhow::Result<TestBroker> {
+    try_start_limits(
+        definitions,
+        memory_high_watermark,
+        warren::serve::DEFAULT_DISK_FREE_LIMIT,
+    )
+    .await
+}
+
+async fn try_start_limits(
+    definitions: Option<PathBuf>,
+    memory_high_watermark: Option<u64>,
+    disk_free_limit: u64,
 ) -> anyhow::Result<TestBroker> {
     if let Ok(external) = std::env::var(BROKER_ENV) {
         let addr = tokio::net::lookup_host(external.as_str())
@@ -116,7 +138,7 @@ pub async fn try_start_with(
         advertise: None,
         definitions,
         memory_high_watermark,
-        disk_free_limit: warren::serve::DEFAULT_DISK_FREE_LIMIT,
+        disk_free_limit,
     };
     let running = warren::serve::start(args)
         .await
