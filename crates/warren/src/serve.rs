@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -57,6 +58,45 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Logs what the store did every `every` (at debug: fsyncs, entries and
+/// bytes per second, entries per fsync), while it does anything. What
+/// `warren perf` runs are measured with (crates/warren/BENCHMARKS.md).
+fn log_store_stats(backend: std::sync::Weak<crate::durable::NodeBackend>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        let Some(b) = backend.upgrade() else { return };
+        let mut last = b.node().store_stats();
+        drop(b);
+        loop {
+            tick.tick().await;
+            let Some(b) = backend.upgrade() else { return };
+            let now = b.node().store_stats();
+            if now.batches != last.batches {
+                let secs = every.as_secs_f64();
+                let fsyncs = now.fsyncs - last.fsyncs;
+                let entries = now.entries_written - last.entries_written;
+                tracing::debug!(
+                    fsyncs_per_s = (fsyncs as f64 / secs).round(),
+                    entries_per_s = (entries as f64 / secs).round(),
+                    bytes_per_s = ((now.bytes_written - last.bytes_written) as f64 / secs).round(),
+                    entries_per_fsync = (entries as f64 / fsyncs.max(1) as f64).round(),
+                    max_batch = now.max_batch_requests,
+                    failed_batches = now.failed_batches,
+                    "store"
+                );
+            }
+            if now.failed_batches != last.failed_batches {
+                tracing::error!(
+                    failed = now.failed_batches - last.failed_batches,
+                    "store writes failed: their publishes were nacked"
+                );
+            }
+            last = now;
+        }
+    });
+}
+
 /// Checks the data directory's free space every second and raises the
 /// disk alarm below `limit` (publishers are blocked until it clears).
 fn watch_disk(broker: std::sync::Weak<Broker>, dir: PathBuf, limit: u64) {
@@ -107,6 +147,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let broker = Broker::open(backend.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the broker on its store: {e}"))?;
+    log_store_stats(Arc::downgrade(&backend), Duration::from_secs(5));
     if args.disk_free_limit > 0 {
         watch_disk(
             Arc::downgrade(&broker),
