@@ -74,12 +74,24 @@ impl<S: LogStore> Node<S> {
         let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
         let meta_core = sm.core.clone();
         let meta = start_group(node_id, METADATA_GROUP, store.clone(), sm, None).await?;
-        let mut queues = BTreeMap::new();
-        for group in store.groups()? {
-            if group != METADATA_GROUP {
-                queues.insert(group, open_queue(&store, node_id, group).await?);
-            }
-        }
+        // All at once: each waits for its own election, which need not
+        // queue behind the others' (a node with many queues restarts in
+        // about the time of one).
+        let opening = store
+            .groups()?
+            .into_iter()
+            .filter(|g| *g != METADATA_GROUP)
+            .map(|group| {
+                let store = store.clone();
+                async move {
+                    let q = open_queue(&store, node_id, group).await?;
+                    Ok::<_, ClusterError>((group, q))
+                }
+            });
+        let queues: BTreeMap<GroupId, QueueGroup<S>> = futures::future::try_join_all(opening)
+            .await?
+            .into_iter()
+            .collect();
         Ok(Node {
             inner: Arc::new(Inner {
                 node_id,
