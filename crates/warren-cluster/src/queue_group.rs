@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -25,6 +25,10 @@ const BODY_CACHE: usize = 4096;
 
 /// Most commands handed to Raft as one batch by [`QueueGroup::submit`].
 const MAX_BATCH: usize = 1024;
+
+/// A drained queue's log is compacted at most this often (see
+/// [`Inner::compact_when_drained`]).
+const DRAINED_COMPACTION_EVERY: Duration = Duration::from_secs(1);
 
 /// The group's record of which queue it holds (vhost, name).
 pub(crate) const IDENTITY_KEY: MetaKey = MetaKey::Custom(1);
@@ -55,6 +59,15 @@ struct Inner<S: LogStore> {
     identity: (String, String),
     /// Commands waiting for [`proposer`] to hand them to Raft.
     submitted: mpsc::UnboundedSender<Submitted>,
+    compaction: Mutex<Compaction>,
+}
+
+/// When the drained queue's log was last compacted, and whether a
+/// compaction is already on its way.
+#[derive(Default)]
+struct Compaction {
+    last: Option<Instant>,
+    scheduled: bool,
 }
 
 /// Reads the group's identity record (vhost, name); empty if it has none.
@@ -117,6 +130,7 @@ impl<S: LogStore> QueueGroup<S> {
             cache: Mutex::new(BTreeMap::new()),
             identity,
             submitted: tx,
+            compaction: Mutex::new(Compaction::default()),
         });
         tokio::spawn(proposer(Arc::downgrade(&inner), rx));
         QueueGroup { inner }
@@ -218,6 +232,50 @@ impl<S: LogStore> QueueGroup<S> {
 }
 
 impl<S: LogStore> Inner<S> {
+    /// Once the queue holds nothing (every message settled), snapshots it
+    /// and purges its log, at most every [`DRAINED_COMPACTION_EVERY`]: the
+    /// regular snapshots come every so many entries, and without this a
+    /// drained queue would keep its last bodies on disk until more traffic
+    /// came. The snapshot of an empty queue is a few bytes.
+    fn compact_when_drained(self: &Arc<Self>) {
+        if !self.drained() || self.handle.unsnapshotted() == 0 {
+            return;
+        }
+        let wait = {
+            let mut c = self.compaction.lock();
+            if c.scheduled {
+                return;
+            }
+            c.scheduled = true;
+            c.last.map_or(Duration::ZERO, |t| {
+                DRAINED_COMPACTION_EVERY.saturating_sub(t.elapsed())
+            })
+        };
+        let group = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(inner) = group.upgrade() else { return };
+            {
+                let mut c = inner.compaction.lock();
+                c.scheduled = false;
+                c.last = Some(Instant::now());
+            }
+            if inner.drained()
+                && inner.handle.unsnapshotted() > 0
+                && let Err(e) = inner.handle.snapshot().await
+            {
+                tracing::debug!(group = inner.handle.group, error = %e, "compacting a drained queue");
+            }
+        });
+    }
+
+    fn drained(&self) -> bool {
+        let core = self.shared.core.lock();
+        core.state
+            .as_ref()
+            .is_some_and(|s| s.message_count() == 0 && s.unacked_count() == 0)
+    }
+
     /// Decodes a committed command's result; an enqueued message goes to
     /// the body cache first, so its delivery finds it there.
     fn answer(
@@ -288,6 +346,7 @@ async fn proposer<S: LogStore>(group: Weak<Inner<S>>, mut rx: mpsc::UnboundedRec
                 };
                 let _ = tx.send(answer);
             }
+            inner.compact_when_drained();
         });
     }
 }

@@ -145,6 +145,14 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         Ok(())
     }
 
+    /// Entries applied since the last snapshot (what its log still holds).
+    pub(crate) fn unsnapshotted(&self) -> u64 {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let covered = m.snapshot.map_or(0, |s| s.index);
+        applied.saturating_sub(covered)
+    }
+
     pub(crate) async fn shutdown(&self) -> Result<(), ClusterError> {
         self.raft.shutdown().await.map_err(raft_err)
     }
