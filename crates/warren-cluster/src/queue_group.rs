@@ -27,8 +27,12 @@ const BODY_CACHE: usize = 4096;
 const MAX_BATCH: usize = 1024;
 
 /// A drained queue's log is compacted at most this often (see
-/// [`Inner::compact_when_drained`]).
+/// [`Inner::compact`]).
 const DRAINED_COMPACTION_EVERY: Duration = Duration::from_secs(1);
+
+/// Fewest entries between two snapshots of a queue holding messages; a
+/// queue holding more snapshots after a quarter of what it holds.
+const SNAPSHOT_MIN_ENTRIES: u64 = 1024;
 
 /// The group's record of which queue it holds (vhost, name).
 pub(crate) const IDENTITY_KEY: MetaKey = MetaKey::Custom(1);
@@ -195,7 +199,9 @@ impl<S: LogStore> QueueGroup<S> {
             _ => None,
         };
         let (index, result) = self.propose(QueueOp::Command(cmd)).await?;
-        self.inner.answer(index, result, enqueued)
+        let answer = self.inner.answer(index, result, enqueued);
+        self.inner.compact();
+        answer
     }
 
     /// The message enqueued at log `index`: from the cache of recent
@@ -232,13 +238,22 @@ impl<S: LogStore> QueueGroup<S> {
 }
 
 impl<S: LogStore> Inner<S> {
-    /// Once the queue holds nothing (every message settled), snapshots it
-    /// and purges its log, at most every [`DRAINED_COMPACTION_EVERY`]: the
-    /// regular snapshots come every so many entries, and without this a
-    /// drained queue would keep its last bodies on disk until more traffic
-    /// came. The snapshot of an empty queue is a few bytes.
-    fn compact_when_drained(self: &Arc<Self>) {
-        if !self.drained() || self.handle.unsnapshotted() == 0 {
+    /// Snapshots the queue and purges its log when that is due: once the
+    /// log holds a quarter of the queue's live messages (at least
+    /// [`SNAPSHOT_MIN_ENTRIES`]) beyond the last snapshot, so the snapshot
+    /// (the size of the backlog) costs a bounded amount per entry and a
+    /// restart replays at most that much; and once the queue holds nothing
+    /// (every message settled), at most every [`DRAINED_COMPACTION_EVERY`],
+    /// so a drained queue does not keep its last bodies on disk until more
+    /// traffic comes. The snapshot of an empty queue is a few bytes.
+    fn compact(self: &Arc<Self>) {
+        let unsnapshotted = self.handle.unsnapshotted();
+        if unsnapshotted == 0 {
+            return;
+        }
+        let (drained, live) = self.live();
+        let due = unsnapshotted >= SNAPSHOT_MIN_ENTRIES.max(live / 4);
+        if !drained && !due {
             return;
         }
         let wait = {
@@ -247,33 +262,41 @@ impl<S: LogStore> Inner<S> {
                 return;
             }
             c.scheduled = true;
-            c.last.map_or(Duration::ZERO, |t| {
-                DRAINED_COMPACTION_EVERY.saturating_sub(t.elapsed())
-            })
+            match c.last {
+                Some(t) if !due => DRAINED_COMPACTION_EVERY.saturating_sub(t.elapsed()),
+                _ => Duration::ZERO,
+            }
         };
         let group = Arc::downgrade(self);
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let Some(inner) = group.upgrade() else { return };
+            let r = if inner.handle.unsnapshotted() > 0 {
+                inner.handle.snapshot().await
+            } else {
+                Ok(())
+            };
             {
                 let mut c = inner.compaction.lock();
                 c.scheduled = false;
                 c.last = Some(Instant::now());
             }
-            if inner.drained()
-                && inner.handle.unsnapshotted() > 0
-                && let Err(e) = inner.handle.snapshot().await
-            {
-                tracing::debug!(group = inner.handle.group, error = %e, "compacting a drained queue");
+            if let Err(e) = r {
+                tracing::debug!(group = inner.handle.group, error = %e, "queue log compaction");
             }
         });
     }
 
-    fn drained(&self) -> bool {
+    /// Whether the queue holds nothing, and how many messages it holds.
+    fn live(&self) -> (bool, u64) {
         let core = self.shared.core.lock();
-        core.state
-            .as_ref()
-            .is_some_and(|s| s.message_count() == 0 && s.unacked_count() == 0)
+        match core.state.as_ref() {
+            Some(s) => {
+                let live = s.message_count() + s.unacked_count();
+                (live == 0, live)
+            }
+            None => (false, 0),
+        }
     }
 
     /// Decodes a committed command's result; an enqueued message goes to
@@ -346,7 +369,7 @@ async fn proposer<S: LogStore>(group: Weak<Inner<S>>, mut rx: mpsc::UnboundedRec
                 };
                 let _ = tx.send(answer);
             }
-            inner.compact_when_drained();
+            inner.compact();
         });
     }
 }

@@ -31,10 +31,17 @@ fn raft_err(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Raft(e.to_string())
 }
 
-fn config(group: GroupId) -> Result<Config, ClusterError> {
+fn config(group: GroupId, queue: bool) -> Result<Config, ClusterError> {
     let c = Config {
         cluster_name: format!("warren-g{group}"),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        // A queue group decides itself when to snapshot (its snapshot's
+        // size follows its backlog: `QueueGroup` snapshots after a number
+        // of entries proportional to it, so the cost per entry stays flat).
+        snapshot_policy: if queue {
+            SnapshotPolicy::Never
+        } else {
+            SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY)
+        },
         // With one member nobody lags behind, so nothing needs the entries a
         // snapshot covers: compact right away.
         max_in_snapshot_log_to_keep: 0,
@@ -57,8 +64,8 @@ where
     S: LogStore,
     SM: RaftStateMachine<C, SnapshotData = bytes::Bytes>,
 {
+    let cfg = Arc::new(config(group, queue.is_some())?);
     let log = LogAdapter::new(store, group, queue);
-    let cfg = Arc::new(config(group)?);
     let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
         .await
         .map_err(raft_err)?;
