@@ -107,11 +107,33 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// How long an open waits for another instance of this process to let go
+/// of the same directory.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the DB; when an instance of this same process still holds the
+/// directory's lock (a node closing while it is reopened: its last store
+/// clone goes with a task that is still ending), waits for it to go. A lock
+/// held by another process fails at once.
+fn open_in_turn(dir: &Path, opts: &RocksOptions) -> Result<DB, StorageError> {
+    let began = std::time::Instant::now();
+    loop {
+        match open_db(dir, opts) {
+            Err(StorageError::Io(e))
+                if e.contains("lock hold by current process") && began.elapsed() < REOPEN_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl RocksStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer
     /// and reclaim threads.
     pub fn open(dir: &Path, opts: RocksOptions) -> Result<Self, StorageError> {
-        let db = Arc::new(open_db(dir, &opts)?);
+        let db = Arc::new(open_in_turn(dir, &opts)?);
         check_format(&db)?;
         let counters = Arc::new(Counters::default());
         let reclaimer = Arc::new(Reclaimer::default());
