@@ -310,54 +310,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The log's form of a command: the message itself rather than a shared
-/// pointer (the log entry becomes its home).
-fn to_log_command(cmd: Command<Arc<Message>>) -> Command<Message> {
-    match cmd {
-        Command::Enqueue {
-            msg,
-            size,
-            expiration_ms,
-            priority,
-        } => Command::Enqueue {
-            msg: Arc::unwrap_or_clone(msg),
-            size,
-            expiration_ms,
-            priority,
-        },
-        Command::Subscribe {
-            consumer,
-            prefetch,
-            no_ack,
-            exclusive,
-        } => Command::Subscribe {
-            consumer,
-            prefetch,
-            no_ack,
-            exclusive,
-        },
-        Command::SubscribeCredit {
-            consumer,
-            no_ack,
-            exclusive,
-        } => Command::SubscribeCredit {
-            consumer,
-            no_ack,
-            exclusive,
-        },
-        Command::Cancel { consumer } => Command::Cancel { consumer },
-        Command::Credit { consumer, credit } => Command::Credit { consumer, credit },
-        Command::Get { owner, no_ack } => Command::Get { owner, no_ack },
-        Command::Settle { owner, msg_ids } => Command::Settle { owner, msg_ids },
-        Command::Return { owner, msg_ids } => Command::Return { owner, msg_ids },
-        Command::Discard { owner, msg_ids } => Command::Discard { owner, msg_ids },
-        Command::OwnerDown { owner } => Command::OwnerDown { owner },
-        Command::Purge => Command::Purge,
-        Command::Tick => Command::Tick,
-        Command::UpdateConfig { config } => Command::UpdateConfig { config },
-    }
-}
-
 fn store_failed(e: &StoreError) -> AmqpError {
     AmqpError::new(code::INTERNAL_ERROR, format!("queue store failed: {e}"))
 }
@@ -507,7 +459,8 @@ impl Actor {
                 self.complete(then, reply).await
             }
             Driver::Log { log, in_flight, .. } => {
-                let answer = log.submit(to_log_command(cmd));
+                // The log's form: the message itself (the entry becomes its home).
+                let answer = log.submit(cmd.map_msg(Arc::unwrap_or_clone));
                 in_flight.push_back(Box::pin(async move { (then, answer.await) }));
                 Flow::Continue
             }
@@ -546,29 +499,10 @@ impl Actor {
                 self.run_effect(e);
             }
         }
-        let reply = match reply {
-            Reply::Ok => Reply::Ok,
-            Reply::Enqueued { msg_id } => Reply::Enqueued { msg_id },
-            Reply::Rejected => Reply::Rejected,
-            Reply::GetOk {
-                msg_id,
-                msg,
-                redelivered,
-                message_count,
-            } => match self.load(msg) {
-                Some(msg) => Reply::GetOk {
-                    msg_id,
-                    msg,
-                    redelivered,
-                    message_count,
-                },
-                None => Reply::GetEmpty,
-            },
-            Reply::GetEmpty => Reply::GetEmpty,
-            Reply::Purged { count } => Reply::Purged { count },
-            Reply::Cancelled { consumer_count } => Reply::Cancelled { consumer_count },
-            Reply::Error(e) => Reply::Error(e),
-        };
+        // A GetOk whose body cannot be read answers as an empty queue.
+        let reply = reply
+            .map_msg(|index| self.load(index))
+            .unwrap_or(Reply::GetEmpty);
         self.complete(then, reply).await
     }
 
@@ -618,30 +552,11 @@ impl Actor {
     }
 
     fn load_effect(&self, e: Effect<u64>) -> Option<Effect<Arc<Message>>> {
-        Some(match e {
-            Effect::Deliver {
-                consumer,
-                msg_id,
-                msg,
-                redelivered,
-                delivery_count,
-            } => Effect::Deliver {
-                consumer,
-                msg_id,
-                msg: self.load(msg)?,
-                redelivered,
-                delivery_count,
-            },
-            Effect::DeadLetter { msg, reason } => {
-                // Without a dead-letter exchange there is nothing to publish.
-                self.spec.dead_letter.as_ref()?;
-                Effect::DeadLetter {
-                    msg: self.load(msg)?,
-                    reason,
-                }
-            }
-            Effect::ConsumerActivated { consumer } => Effect::ConsumerActivated { consumer },
-        })
+        // Without a dead-letter exchange there is nothing to publish.
+        if matches!(e, Effect::DeadLetter { .. }) && self.spec.dead_letter.is_none() {
+            return None;
+        }
+        e.map_msg(|index| self.load(index))
     }
 
     /// What follows a command's reply.

@@ -152,6 +152,110 @@ pub enum DeadLetterReason {
     DeliveryLimit,
 }
 
+impl<M> Command<M> {
+    /// The same command with its message (only `Enqueue` has one) turned
+    /// into another form, e.g. a shared pointer into the message itself.
+    pub fn map_msg<N>(self, f: impl FnOnce(M) -> N) -> Command<N> {
+        match self {
+            Command::Enqueue {
+                msg,
+                size,
+                expiration_ms,
+                priority,
+            } => Command::Enqueue {
+                msg: f(msg),
+                size,
+                expiration_ms,
+                priority,
+            },
+            Command::Subscribe {
+                consumer,
+                prefetch,
+                no_ack,
+                exclusive,
+            } => Command::Subscribe {
+                consumer,
+                prefetch,
+                no_ack,
+                exclusive,
+            },
+            Command::SubscribeCredit {
+                consumer,
+                no_ack,
+                exclusive,
+            } => Command::SubscribeCredit {
+                consumer,
+                no_ack,
+                exclusive,
+            },
+            Command::Cancel { consumer } => Command::Cancel { consumer },
+            Command::Credit { consumer, credit } => Command::Credit { consumer, credit },
+            Command::Get { owner, no_ack } => Command::Get { owner, no_ack },
+            Command::Settle { owner, msg_ids } => Command::Settle { owner, msg_ids },
+            Command::Return { owner, msg_ids } => Command::Return { owner, msg_ids },
+            Command::Discard { owner, msg_ids } => Command::Discard { owner, msg_ids },
+            Command::OwnerDown { owner } => Command::OwnerDown { owner },
+            Command::Purge => Command::Purge,
+            Command::Tick => Command::Tick,
+            Command::UpdateConfig { config } => Command::UpdateConfig { config },
+        }
+    }
+}
+
+impl<M> Reply<M> {
+    /// The same reply with its message (only `GetOk` has one) turned into
+    /// another form; `None` if `f` finds none.
+    pub fn map_msg<N>(self, f: impl FnOnce(M) -> Option<N>) -> Option<Reply<N>> {
+        Some(match self {
+            Reply::Ok => Reply::Ok,
+            Reply::Enqueued { msg_id } => Reply::Enqueued { msg_id },
+            Reply::Rejected => Reply::Rejected,
+            Reply::GetOk {
+                msg_id,
+                msg,
+                redelivered,
+                message_count,
+            } => Reply::GetOk {
+                msg_id,
+                msg: f(msg)?,
+                redelivered,
+                message_count,
+            },
+            Reply::GetEmpty => Reply::GetEmpty,
+            Reply::Purged { count } => Reply::Purged { count },
+            Reply::Cancelled { consumer_count } => Reply::Cancelled { consumer_count },
+            Reply::Error(e) => Reply::Error(e),
+        })
+    }
+}
+
+impl<M> Effect<M> {
+    /// The same effect with its message (if it has one) turned into another
+    /// form; `None` if `f` finds none.
+    pub fn map_msg<N>(self, f: impl FnOnce(M) -> Option<N>) -> Option<Effect<N>> {
+        Some(match self {
+            Effect::Deliver {
+                consumer,
+                msg_id,
+                msg,
+                redelivered,
+                delivery_count,
+            } => Effect::Deliver {
+                consumer,
+                msg_id,
+                msg: f(msg)?,
+                redelivered,
+                delivery_count,
+            },
+            Effect::DeadLetter { msg, reason } => Effect::DeadLetter {
+                msg: f(msg)?,
+                reason,
+            },
+            Effect::ConsumerActivated { consumer } => Effect::ConsumerActivated { consumer },
+        })
+    }
+}
+
 impl DeadLetterReason {
     /// The text RabbitMQ puts in the `x-death` header.
     pub fn as_str(self) -> &'static str {
