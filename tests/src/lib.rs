@@ -210,7 +210,8 @@ impl Drop for TestBroker {
     }
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a URI component (user, password, vhost).
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

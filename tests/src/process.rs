@@ -136,10 +136,10 @@ impl WarrenProcess {
     pub fn uri_as(&self, user: &str, password: &str, vhost: &str) -> String {
         format!(
             "amqp://{}:{}@{}/{}",
-            percent_encode(user),
-            percent_encode(password),
+            crate::encode(user),
+            crate::encode(password),
             self.addr,
-            percent_encode(vhost)
+            crate::encode(vhost)
         )
     }
 
@@ -339,18 +339,6 @@ fn list_files(dir: &Path, files: &mut Vec<(PathBuf, u64)>) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Like [`crate::with_timeout`] with a limit of the caller's choosing, for
