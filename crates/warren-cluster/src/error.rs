@@ -26,6 +26,17 @@ pub enum ClusterError {
     /// or the message was settled and its body reclaimed).
     #[error("no message at log index {index} of group {group}")]
     NoMessage { group: GroupId, index: u64 },
+    /// No leader of the group took the proposal in time (none elected,
+    /// or it kept moving); `leader` is the last one this node knew of.
+    /// Nothing was applied.
+    #[error("group {group} has no reachable leader (last known: {leader:?})")]
+    NotLeader { group: GroupId, leader: Option<u64> },
+    /// The gRPC transport failed in a way that leaves the outcome unknown.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The node's cluster settings are unusable (peer table, members).
+    #[error("cluster config: {0}")]
+    Config(String),
 }
 
 impl From<std::io::Error> for ClusterError {

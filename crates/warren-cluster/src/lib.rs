@@ -30,11 +30,12 @@
 pub mod convert;
 mod error;
 pub mod meta_snapshot;
+mod net;
 mod node;
 mod queue_group;
 mod raft;
 
 pub use error::ClusterError;
-pub use node::Node;
+pub use node::{Bootstrap, ClusterConfig, ClusterStatus, Node};
 pub use queue_group::QueueGroup;
 pub use warren_storage::GroupId;

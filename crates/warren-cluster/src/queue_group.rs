@@ -137,7 +137,33 @@ impl<S: LogStore> QueueGroup<S> {
             compaction: Mutex::new(Compaction::default()),
         });
         tokio::spawn(proposer(Arc::downgrade(&inner), rx));
+        if inner.handle.has_peers() {
+            tokio::spawn(follower_compaction(Arc::downgrade(&inner)));
+        }
         QueueGroup { inner }
+    }
+
+    /// The member leading the group, as this node knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.inner.handle.leader()
+    }
+
+    /// Whether this node leads the group (effects are executed here).
+    pub fn is_leader(&self) -> bool {
+        self.inner.handle.is_leader()
+    }
+
+    /// The group's voters (node ids), ascending.
+    pub fn members(&self) -> Vec<u64> {
+        self.inner.handle.voters()
+    }
+
+    pub(crate) async fn is_initialized(&self) -> Result<bool, ClusterError> {
+        self.inner.handle.is_initialized().await
+    }
+
+    pub(crate) async fn initialize(&self, members: &[u64]) -> Result<(), ClusterError> {
+        self.inner.handle.initialize(members).await
     }
 
     pub fn group(&self) -> GroupId {
@@ -154,6 +180,12 @@ impl<S: LogStore> QueueGroup<S> {
     /// command is committed and applied. Answers come in submission order.
     /// Commands submitted while earlier ones are being written go to Raft
     /// together, so one fsync carries many of them.
+    ///
+    /// On a member that does not lead, the batch is forwarded to the
+    /// leader, which answers (reply and effects) to this node; if no
+    /// leader takes it in time the answer is [`ClusterError::NotLeader`]
+    /// with the last leader known, and nothing was applied. The same holds
+    /// for [`Self::apply`].
     pub fn submit(&self, cmd: Command<Message>) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError((_, tx))) = self.inner.submitted.send((cmd, tx)) {
@@ -321,6 +353,22 @@ impl<S: LogStore> Inner<S> {
             }
         }
         Ok((reply, effects))
+    }
+}
+
+/// How often a replica that does not lead checks whether its log is due
+/// for compaction (the leader checks after each of its proposals).
+const FOLLOWER_COMPACTION_EVERY: Duration = Duration::from_secs(1);
+
+/// Compacts a replica's log while it follows: nothing it proposes
+/// triggers [`Inner::compact`] there.
+async fn follower_compaction<S: LogStore>(group: Weak<Inner<S>>) {
+    loop {
+        tokio::time::sleep(FOLLOWER_COMPACTION_EVERY).await;
+        let Some(inner) = group.upgrade() else { return };
+        if !inner.handle.is_leader() {
+            inner.compact();
+        }
     }
 }
 

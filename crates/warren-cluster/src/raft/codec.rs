@@ -60,21 +60,27 @@ pub(crate) fn decode_log_id(b: Bytes) -> Result<LogIdOf<C>, DecodeError> {
     log_id_from_pb(pb::LogId::decode(b)?)
 }
 
-pub(crate) fn encode_vote(v: &VoteOf<C>) -> Bytes {
-    let p = pb::Vote {
+pub(crate) fn vote_to_pb(v: &VoteOf<C>) -> pb::Vote {
+    pb::Vote {
         leader: Some(leader_to_pb(&v.leader_id)),
         committed: v.committed,
-    };
-    p.encode_to_vec().into()
+    }
 }
 
-pub(crate) fn decode_vote(b: Bytes) -> Result<VoteOf<C>, DecodeError> {
-    let p = pb::Vote::decode(b)?;
+pub(crate) fn vote_from_pb(p: pb::Vote) -> Result<VoteOf<C>, DecodeError> {
     let leader = leader_from_pb(required(p.leader, "vote.leader")?);
     Ok(VoteOf::<C> {
         leader_id: leader,
         committed: p.committed,
     })
+}
+
+pub(crate) fn encode_vote(v: &VoteOf<C>) -> Bytes {
+    vote_to_pb(v).encode_to_vec().into()
+}
+
+pub(crate) fn decode_vote(b: Bytes) -> Result<VoteOf<C>, DecodeError> {
+    vote_from_pb(pb::Vote::decode(b)?)
 }
 
 fn membership_to_pb(m: &Membership<u64, BasicNode>) -> pb::Membership {
@@ -154,19 +160,25 @@ pub(crate) fn decode_entry(b: Bytes) -> Result<EntryOf<C>, DecodeError> {
 }
 
 pub(crate) fn encode_snapshot_meta(m: &SnapshotMetaOf<C>) -> Bytes {
-    let p = pb::SnapshotMeta {
+    snapshot_meta_to_pb(m).encode_to_vec().into()
+}
+
+pub(crate) fn snapshot_meta_to_pb(m: &SnapshotMetaOf<C>) -> pb::SnapshotMeta {
+    pb::SnapshotMeta {
         format_version: FORMAT_VERSION,
         last_log_id: m.last_log_id.as_ref().map(log_id_to_pb),
         last_membership: Some(stored_membership_to_pb(&m.last_membership)),
         // openraft 0.10.0-alpha.37 dropped snapshot ids; the field stays
         // in the format (append-only) and is written empty.
         snapshot_id: String::new(),
-    };
-    p.encode_to_vec().into()
+    }
 }
 
 pub(crate) fn decode_snapshot_meta(b: Bytes) -> Result<SnapshotMetaOf<C>, DecodeError> {
-    let p = pb::SnapshotMeta::decode(b)?;
+    snapshot_meta_from_pb(pb::SnapshotMeta::decode(b)?)
+}
+
+pub(crate) fn snapshot_meta_from_pb(p: pb::SnapshotMeta) -> Result<SnapshotMetaOf<C>, DecodeError> {
     version(p.format_version)?;
     Ok(SnapshotMetaOf::<C> {
         last_log_id: p.last_log_id.map(log_id_from_pb).transpose()?,

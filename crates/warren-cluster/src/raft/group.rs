@@ -1,38 +1,94 @@
 //! Starting one group's `Raft` and driving it: the only place that calls
-//! openraft's runtime API. Each group has one member (this node) for now.
+//! openraft's runtime API. A group runs either alone (no transport: one
+//! member, this node, as on a single node) or over the node's gRPC
+//! transport, where its members may be other nodes.
+//!
+//! Proposals go to the leader: a member that is not it forwards them over
+//! gRPC (one hop; the leader proposes locally and answers with the state
+//! machine's reply), retrying across a leader change for up to
+//! [`FORWARD_WAIT`]. A proposal is retried only when it surely was not
+//! appended (the receiver said "not leader", or could not be reached);
+//! a connection lost while the leader held it is retried too, so such a
+//! proposal may be applied twice (at least once, as an unconfirmed AMQP
+//! publish is).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use warren_rpc::raft as rpc;
 use warren_storage::{GroupId, LogStore};
 
+use super::grpc::{GrpcNetworkFactory, SnapshotPrep};
 use super::network::NoNetworkFactory;
+use super::rpc_host::RaftRpc;
 use super::{LogAdapter, QueueShared, Request, Response, TypeConfig};
 use crate::ClusterError;
+use crate::net::Net;
 
 type C = TypeConfig;
 
 /// How long a group may take to elect itself after a start.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a proposal keeps looking for a leader to take it.
+pub(crate) const FORWARD_WAIT: Duration = Duration::from_secs(10);
+
+/// Pause between two attempts to find the leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a forwarded proposal may wait for its commit.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Snapshot (and then compact the log) after this many entries.
 const SNAPSHOT_EVERY: u64 = 1024;
 
-/// One running group.
+/// Entries a group with peers keeps behind its snapshot, so that a
+/// follower a little behind catches up from the log, not a snapshot.
+const KEEP_FOR_LAGGARDS: u64 = 1024;
+
+/// What one proposal answered.
+pub(crate) type Answer = Result<(u64, Response), ClusterError>;
+
+/// The transport of a group that has (or may get) members on other nodes.
+pub(crate) struct GroupNet {
+    pub(crate) net: Arc<Net>,
+    /// For a queue group: adds the message bodies to a snapshot sent out.
+    pub(crate) prep: Option<SnapshotPrep>,
+}
+
+/// One running group. Clones share it.
 pub(crate) struct GroupHandle<SM: RaftStateMachine<C>> {
     raft: Raft<C, SM>,
     pub(crate) group: GroupId,
+    node_id: u64,
+    net: Option<Arc<Net>>,
+}
+
+impl<SM: RaftStateMachine<C>> Clone for GroupHandle<SM> {
+    fn clone(&self) -> Self {
+        GroupHandle {
+            raft: self.raft.clone(),
+            group: self.group,
+            node_id: self.node_id,
+            net: self.net.clone(),
+        }
+    }
 }
 
 fn raft_err(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Raft(e.to_string())
 }
 
-fn config(group: GroupId, queue: bool) -> Result<Config, ClusterError> {
-    let c = Config {
+fn config(group: GroupId, queue: bool, peers: bool) -> Result<Config, ClusterError> {
+    let mut c = Config {
         cluster_name: format!("warren-g{group}"),
         // A queue group decides itself when to snapshot (its snapshot's
         // size follows its backlog: `QueueGroup` snapshots after a number
@@ -48,31 +104,29 @@ fn config(group: GroupId, queue: bool) -> Result<Config, ClusterError> {
         purge_batch_size: 256,
         ..Config::default()
     };
+    if peers {
+        // Over a network (and a disk shared by every group of the node),
+        // openraft's defaults (50 ms heartbeats, 150-300 ms elections) make
+        // a busy node lose its leaderships; a second-scale failover is the
+        // target instead.
+        c.heartbeat_interval = 150;
+        c.election_timeout_min = 750;
+        c.election_timeout_max = 1500;
+        c.max_in_snapshot_log_to_keep = KEEP_FOR_LAGGARDS;
+        // A rejoining node asks first whether it could win, rather than
+        // bumping the term and unseating a healthy leader.
+        c.enable_pre_vote = Some(true);
+        c.install_snapshot_timeout = 5_000;
+    }
     c.validate().map_err(raft_err)
 }
 
-/// Starts the group's Raft over `store`; a pristine group is initialised
-/// with this node as its only voter. Returns once this node leads it.
-pub(crate) async fn start_group<S, SM>(
+/// Waits until this node leads the group (which has no other voter) and
+/// has re-applied its log.
+async fn wait_leading<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
     node_id: u64,
-    group: GroupId,
-    store: S,
-    sm: SM,
-    queue: Option<Arc<QueueShared>>,
-) -> Result<GroupHandle<SM>, ClusterError>
-where
-    S: LogStore,
-    SM: RaftStateMachine<C, SnapshotData = bytes::Bytes>,
-{
-    let cfg = Arc::new(config(group, queue.is_some())?);
-    let log = LogAdapter::new(store, group, queue);
-    let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
-        .await
-        .map_err(raft_err)?;
-    if !raft.is_initialized().await.map_err(raft_err)? {
-        let members = std::collections::BTreeMap::from([(node_id, BasicNode::default())]);
-        raft.initialize(members).await.map_err(raft_err)?;
-    }
+) -> Result<(), ClusterError> {
     raft.wait(Some(LEADER_WAIT))
         .current_leader(node_id, "single-member group elects itself")
         .await
@@ -86,33 +140,286 @@ where
         )
         .await
         .map_err(raft_err)?;
-    Ok(GroupHandle { raft, group })
+    Ok(())
+}
+
+/// Starts the group's Raft over `store`.
+///
+/// Without `net`, a pristine group is initialised with this node as its
+/// only voter, and the call returns once this node leads it. With `net`,
+/// the group is registered with the node's gRPC service and a pristine
+/// group stays uninitialised (a leader elsewhere will fill it, or the
+/// caller initialises it); a group whose only voter is this node is waited
+/// for as above, any other returns at once (its election needs peers).
+pub(crate) async fn start_group<S, SM>(
+    node_id: u64,
+    group: GroupId,
+    store: S,
+    sm: SM,
+    queue: Option<Arc<QueueShared>>,
+    net: Option<GroupNet>,
+) -> Result<GroupHandle<SM>, ClusterError>
+where
+    S: LogStore,
+    SM: RaftStateMachine<C, SnapshotData = Bytes>,
+{
+    let cfg = Arc::new(config(group, queue.is_some(), net.is_some())?);
+    let log = LogAdapter::new(store, group, queue);
+    let Some(GroupNet { net, prep }) = net else {
+        let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
+            .await
+            .map_err(raft_err)?;
+        if !raft.is_initialized().await.map_err(raft_err)? {
+            let members = BTreeMap::from([(node_id, BasicNode::default())]);
+            raft.initialize(members).await.map_err(raft_err)?;
+        }
+        wait_leading(&raft, node_id).await?;
+        return Ok(GroupHandle {
+            raft,
+            group,
+            node_id,
+            net: None,
+        });
+    };
+    let factory = GrpcNetworkFactory {
+        group,
+        net: net.clone(),
+        prep,
+    };
+    let raft = Raft::new(node_id, cfg, factory, log, sm)
+        .await
+        .map_err(raft_err)?;
+    net.register(
+        group,
+        Arc::new(RaftRpc {
+            group,
+            raft: raft.clone(),
+        }),
+    );
+    let handle = GroupHandle {
+        raft,
+        group,
+        node_id,
+        net: Some(net),
+    };
+    if handle.voters_now().await? == [node_id] {
+        wait_leading(&handle.raft, node_id).await?;
+    }
+    Ok(handle)
 }
 
 impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
-    /// Proposes `req`; after it is committed (durable) and applied, the log
-    /// index it got and the state machine's answer.
-    pub(crate) async fn propose(&self, req: Request) -> Result<(u64, Response), ClusterError> {
-        let resp = self.raft.client_write(req).await.map_err(raft_err)?;
-        Ok((resp.log_id.index, resp.data))
+    /// Whether the group runs over the transport (may have other members).
+    pub(crate) fn has_peers(&self) -> bool {
+        self.net.is_some()
     }
 
-    /// Proposes `reqs` as one batch, behind everything proposed before;
-    /// returns once the batch is handed to Raft (not committed). The
-    /// stream yields each entry's index and answer, in order, as they are
-    /// committed and applied.
+    /// The leader this node knows of.
+    pub(crate) fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The voters of the group's effective membership (as last reported).
+    pub(crate) fn voters(&self) -> Vec<u64> {
+        let m = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        m.membership().voter_ids().collect()
+    }
+
+    pub(crate) fn learners(&self) -> Vec<u64> {
+        let m = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        m.membership().learner_ids().collect()
+    }
+
+    /// The voters as Raft's core holds them right now (metrics may lag
+    /// just after a start).
+    async fn voters_now(&self) -> Result<Vec<u64>, ClusterError> {
+        self.raft
+            .with_raft_state(|st| {
+                st.membership_state
+                    .effective()
+                    .membership()
+                    .voter_ids()
+                    .collect()
+            })
+            .await
+            .map_err(raft_err)
+    }
+
+    pub(crate) async fn is_initialized(&self) -> Result<bool, ClusterError> {
+        self.raft.is_initialized().await.map_err(raft_err)
+    }
+
+    /// Gives a pristine group its first membership: `voters`, each with
+    /// its address from the peer table. This node then stands for election.
+    pub(crate) async fn initialize(&self, voters: &[u64]) -> Result<(), ClusterError> {
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|id| {
+                let addr = self
+                    .net
+                    .as_ref()
+                    .and_then(|n| n.addr(*id))
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                (*id, BasicNode { addr })
+            })
+            .collect();
+        self.raft.initialize(members).await.map_err(raft_err)
+    }
+
+    /// Adds `node` as a learner (this node must lead); returns once the
+    /// change is committed.
+    pub(crate) async fn add_learner(&self, node: u64) -> Result<(), ClusterError> {
+        let addr = self
+            .net
+            .as_ref()
+            .and_then(|n| n.addr(node))
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.raft
+            .add_learner(node, BasicNode { addr }, false)
+            .await
+            .map(|_| ())
+            .map_err(raft_err)
+    }
+
+    /// Waits up to `timeout` for the group to have a leader.
+    pub(crate) async fn wait_leader(&self, timeout: Duration) -> Result<u64, ClusterError> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|_| ClusterError::NotLeader {
+                group: self.group,
+                leader: None,
+            })?;
+        m.current_leader.ok_or(ClusterError::NotLeader {
+            group: self.group,
+            leader: None,
+        })
+    }
+
+    fn not_leader(&self, leader: Option<u64>) -> ClusterError {
+        ClusterError::NotLeader {
+            group: self.group,
+            leader,
+        }
+    }
+
+    /// Proposes `req` (forwarded to the leader if this node is not it);
+    /// after it is committed (durable) and applied, the log index it got
+    /// and the state machine's answer.
+    pub(crate) async fn propose(&self, req: Request) -> Answer {
+        let deadline = Instant::now() + FORWARD_WAIT;
+        loop {
+            let hint = match self.raft.client_write(req.clone()).await {
+                Ok(resp) => return Ok((resp.log_id.index, resp.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
+                Err(e) => return Err(raft_err(e)),
+            };
+            let Some(net) = &self.net else {
+                return Err(self.not_leader(hint));
+            };
+            if let Some(leader) = hint.filter(|l| *l != self.node_id) {
+                match net
+                    .propose(leader, self.group, vec![req.0.clone()], FORWARD_TIMEOUT)
+                    .await
+                {
+                    Ok(resp) => {
+                        if let Some(answer) = forwarded(self.group, resp).pop().flatten() {
+                            return answer;
+                        }
+                    }
+                    Err(e) if e.unreachable() => {}
+                    Err(e) => return Err(ClusterError::Transport(e.to_string())),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.not_leader(self.leader()));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes `reqs` as one batch, behind everything proposed before.
+    /// On the leader it returns once the batch is handed to Raft (not
+    /// committed), and the stream yields each entry's index and answer, in
+    /// order, as they are committed and applied. On another member the
+    /// batch is forwarded and this returns once the leader answered all
+    /// of it (one forwarded batch at a time keeps the order). An entry the
+    /// leader refused because it lost its leadership meanwhile answers
+    /// [`ClusterError::NotLeader`] (nothing after it was reordered).
     pub(crate) async fn propose_many(
         &self,
         reqs: Vec<Request>,
-    ) -> Result<
-        futures::stream::BoxStream<'static, Result<(u64, Response), ClusterError>>,
-        ClusterError,
-    > {
-        use futures::StreamExt as _;
+    ) -> Result<BoxStream<'static, Answer>, ClusterError> {
+        let deadline = Instant::now() + FORWARD_WAIT;
+        loop {
+            if self.net.is_none() || self.raft.is_leader() {
+                return self.propose_many_here(reqs).await;
+            }
+            let Some(net) = &self.net else {
+                return Err(self.not_leader(None));
+            };
+            if let Some(leader) = self.leader().filter(|l| *l != self.node_id) {
+                let raw: Vec<Bytes> = reqs.iter().map(|r| r.0.clone()).collect();
+                match net.propose(leader, self.group, raw, FORWARD_TIMEOUT).await {
+                    Ok(resp) => {
+                        let n = reqs.len();
+                        let answers = forwarded(self.group, resp);
+                        if !answers.is_empty() {
+                            let mut all: Vec<Answer> = answers
+                                .into_iter()
+                                .map(|a| a.unwrap_or_else(|| Err(self.not_leader(None))))
+                                .collect();
+                            while all.len() < n {
+                                all.push(Err(ClusterError::Raft(format!(
+                                    "group {}: forwarded answer missing",
+                                    self.group
+                                ))));
+                            }
+                            return Ok(futures::stream::iter(all).boxed());
+                        }
+                    }
+                    Err(e) if e.unreachable() => {}
+                    Err(e) => return Err(ClusterError::Transport(e.to_string())),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.not_leader(self.leader()));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn propose_many_here(
+        &self,
+        reqs: Vec<Request>,
+    ) -> Result<BoxStream<'static, Answer>, ClusterError> {
         let stream = self.raft.client_write_many(reqs).await.map_err(raft_err)?;
+        let group = self.group;
         Ok(stream
-            .map(|r| match r {
+            .map(move |r| match r {
                 Ok(Ok(resp)) => Ok((resp.log_id.index, resp.response)),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ClusterError::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                }),
                 Ok(Err(e)) => Err(raft_err(e)),
                 Err(fatal) => Err(raft_err(fatal)),
             })
@@ -135,17 +442,24 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
                 )
                 .await
                 .map_err(raft_err)?;
+            // Alone, nobody needs the entries the snapshot covers; with
+            // peers, the last ones stay for a follower a little behind.
+            let upto = if self.net.is_some() {
+                want.index.saturating_sub(KEEP_FOR_LAGGARDS)
+            } else {
+                want.index
+            };
+            if upto == 0 {
+                return Ok(());
+            }
             self.raft
                 .trigger()
-                .purge_log(want.index)
+                .purge_log(upto)
                 .await
                 .map_err(raft_err)?;
             self.raft
                 .wait(Some(LEADER_WAIT))
-                .metrics(
-                    |m| m.purged.is_some_and(|p| p.index >= want.index),
-                    "log purged",
-                )
+                .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "log purged")
                 .await
                 .map_err(raft_err)?;
         }
@@ -160,7 +474,32 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         applied.saturating_sub(covered)
     }
 
+    /// Stops the group (and takes it out of the node's gRPC service).
     pub(crate) async fn shutdown(&self) -> Result<(), ClusterError> {
+        if let Some(net) = &self.net {
+            net.unregister(self.group);
+        }
         self.raft.shutdown().await.map_err(raft_err)
     }
+}
+
+/// The answers of a forwarded batch: empty if the receiver was not the
+/// leader (nothing was proposed, ask again); else one per proposal, `None`
+/// for one refused before it was appended.
+fn forwarded(group: GroupId, resp: rpc::ProposeResponse) -> Vec<Option<Answer>> {
+    if resp.not_leader.is_some() {
+        return Vec::new();
+    }
+    use rpc::propose_result::Result as R;
+    resp.results
+        .into_iter()
+        .map(|r| match r.result {
+            Some(R::Applied(a)) => Some(Ok((a.index, Response(a.response)))),
+            Some(R::NotLeader(_)) => None,
+            Some(R::Error(e)) => Some(Err(ClusterError::Raft(format!("group {group}: {e}")))),
+            None => Some(Err(ClusterError::Raft(format!(
+                "group {group}: empty forwarded answer"
+            )))),
+        })
+        .collect()
 }

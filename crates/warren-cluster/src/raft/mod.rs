@@ -1,6 +1,8 @@
 //! Everything that knows openraft: the type config, the log-storage adapter
 //! over any `warren_storage::LogStore`, the state machines of the metadata
-//! group and of queue groups, the (single-node, for now) network, and the
+//! group and of queue groups, the networks (none for a lone group; gRPC
+//! through `crate::net` for groups with peers: `grpc` the client side,
+//! `rpc_host` the server side, `wire` the message conversions), and the
 //! group handle the rest of the crate drives. Nothing outside this module
 //! names an openraft type, so an alpha bump of openraft touches only here.
 //!
@@ -18,11 +20,14 @@
 mod bodies;
 mod codec;
 mod group;
+mod grpc;
 mod log_store;
 mod meta_sm;
 mod network;
 mod queue_sm;
+mod rpc_host;
 mod snapshot;
+mod wire;
 
 use std::fmt;
 use std::io;
@@ -30,10 +35,10 @@ use std::io;
 use bytes::Bytes;
 
 pub(crate) use bodies::read_message;
-pub(crate) use group::{GroupHandle, start_group};
+pub(crate) use group::{GroupHandle, GroupNet, start_group};
 pub(crate) use log_store::LogAdapter;
 pub(crate) use meta_sm::{MetaCore, MetaMachine};
-pub(crate) use queue_sm::{QueueMachine, QueueShared};
+pub(crate) use queue_sm::{QueueMachine, QueueShared, snapshot_prep};
 
 /// A normal log entry's data: an encoded `warren.log.v1.Proposal`. Kept as
 /// bytes so that the entry codec does not re-encode it, and so a message

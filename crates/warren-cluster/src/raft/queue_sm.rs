@@ -29,6 +29,7 @@ use warren_rpc::log::queue_command::{Command as PbCmd, enqueue::Payload};
 use warren_storage::{GroupId, LogStore, MetaKey};
 
 use super::bodies::read_message;
+use super::grpc::SnapshotPrep;
 use super::snapshot::{PreparedSnapshot, load, meta_for, save};
 use super::{Response, TypeConfig, io_err};
 use crate::convert::{DecodeError, FromProto, IntoProto, QueueOp};
@@ -275,8 +276,56 @@ pub(crate) fn snapshot_data(image: Option<QueueImage<u64>>) -> Bytes {
         create: None,
         commands: Vec::new(),
         image: image.map(IntoProto::into_proto),
+        bodies: Vec::new(),
     };
     snap.encode_to_vec().into()
+}
+
+/// What a queue group's stored snapshot becomes when it is sent to
+/// another replica: the image plus the bodies of the messages it holds,
+/// read from this node's log or bodies. The receiver's log may hold none
+/// of them (it is behind, or new), and the queue state only names them by
+/// index. A body already gone was settled after the snapshot was taken;
+/// the receiver applies that settle next, so it is left out.
+pub(crate) fn snapshot_prep<S: LogStore>(store: S, group: GroupId) -> SnapshotPrep {
+    Arc::new(move |data: Bytes| {
+        if data.is_empty() {
+            return Ok(data);
+        }
+        let mut snap = pb::QueueSnapshot::decode(data.clone()).map_err(io_err)?;
+        let Some(image) = snap.image.clone() else {
+            return Ok(data);
+        };
+        let image = QueueImage::<u64>::from_proto(image).map_err(io_err)?;
+        let state = QueueState::from_image(image);
+        let indexes: BTreeSet<u64> = state.payloads().copied().collect();
+        for index in indexes {
+            if let Some(message) = read_message(&store, group, index)? {
+                snap.bodies.push(pb::IndexedMessage {
+                    index,
+                    message: Some(message),
+                });
+            }
+        }
+        Ok(snap.encode_to_vec().into())
+    })
+}
+
+/// Splits the bodies a peer sent with a snapshot from the snapshot kept
+/// (stored snapshots hold no bodies).
+fn split_bodies(data: Bytes) -> Result<(Bytes, Vec<(u64, Bytes)>), io::Error> {
+    if data.is_empty() {
+        return Ok((data, Vec::new()));
+    }
+    let mut snap = pb::QueueSnapshot::decode(data.clone()).map_err(io_err)?;
+    if snap.bodies.is_empty() {
+        return Ok((data, Vec::new()));
+    }
+    let bodies = std::mem::take(&mut snap.bodies)
+        .into_iter()
+        .filter_map(|b| b.message.map(|m| (b.index, Bytes::from(m.encode_to_vec()))))
+        .collect();
+    Ok((snap.encode_to_vec().into(), bodies))
 }
 
 impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
@@ -340,7 +389,20 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
         meta: &SnapshotMetaOf<C>,
         snapshot: Bytes,
     ) -> Result<(), io::Error> {
+        let (snapshot, bodies) = split_bodies(snapshot)?;
         let mut core = restore(snapshot.clone())?;
+        if !bodies.is_empty() {
+            // The bodies first, recorded as moved out of the log (like a
+            // purge's), so the next purges delete them once settled.
+            let mut moved = read_moved(&self.store, self.group)?;
+            moved.extend(bodies.iter().map(|(i, _)| *i));
+            save_moved(&self.store, self.group, &moved).await?;
+            self.store
+                .put_bodies(self.group, bodies)
+                .await
+                .map_err(io_err)?;
+            core.moved = Some(moved);
+        }
         save(&self.store, self.group, meta, snapshot).await?;
         core.applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();

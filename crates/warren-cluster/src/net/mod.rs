@@ -1,0 +1,246 @@
+//! The transport between nodes: gRPC (`proto/warren/raft.proto`) over one
+//! long-lived HTTP/2 channel per peer, shared by every group.
+//!
+//! ```text
+//!   group g's Raft ──RaftNetworkV2 (raft::grpc, tags g)──▶ Net::client(peer) ─HTTP/2─┐
+//!                                                                                  ▼
+//!   peer: server::RaftService ──Net::group(g)──▶ dyn GroupRpc (raft::rpc_host) ──▶ its Raft
+//!                             ──StartReplica / ClusterInfo──▶ dyn Host (the Node)
+//! ```
+//!
+//! This module knows tonic and the generated protobuf types but not
+//! openraft: the conversions and the openraft calls sit behind
+//! [`GroupRpc`], implemented in the `raft` module. Channels connect lazily
+//! (a peer that is down costs nothing until it is dialled) and reconnect by
+//! themselves; the peer table is fixed when the node starts.
+
+mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+use warren_rpc::log as pb;
+use warren_rpc::raft as rpc;
+use warren_rpc::raft::raft_client::RaftClient;
+use warren_storage::GroupId;
+
+pub(crate) use server::{ServerTask, serve};
+
+/// Largest gRPC message either side accepts: an append carries up to
+/// openraft's `max_payload_entries` entries, each holding a message body.
+pub(crate) const MAX_MESSAGE: usize = 256 << 20;
+
+/// How long dialling a peer may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// HTTP/2 pings on an idle connection, so a dead peer is noticed even
+/// when no request is in flight.
+const KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// What a transport call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetError {
+    #[error("node {0} is not in the peer table")]
+    UnknownPeer(u64),
+    #[error("node {node} at {addr}: bad address: {error}")]
+    Address {
+        node: u64,
+        addr: SocketAddr,
+        error: String,
+    },
+    #[error("node {node}: {status}")]
+    Rpc { node: u64, status: Status },
+}
+
+impl NetError {
+    /// Whether the call surely did not reach the peer's group (down,
+    /// unknown group, not dialled): waiting and retrying is the answer.
+    pub(crate) fn unreachable(&self) -> bool {
+        match self {
+            NetError::UnknownPeer(_) | NetError::Address { .. } => true,
+            NetError::Rpc { status, .. } => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::Unimplemented
+            ),
+        }
+    }
+}
+
+/// One running group as the server sees it: the Raft RPCs and forwarded
+/// proposals, in wire types. Implemented over openraft in `raft::rpc_host`.
+pub(crate) trait GroupRpc: Send + Sync + 'static {
+    fn append(
+        &self,
+        req: rpc::AppendRequest,
+    ) -> BoxFuture<'static, Result<rpc::AppendResponse, Status>>;
+    fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>>;
+    fn install_snapshot(
+        &self,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Bytes,
+    ) -> BoxFuture<'static, Result<rpc::SnapshotResponse, Status>>;
+    /// Proposes on this node only (never forwards again: a proposal hops
+    /// at most once).
+    fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse>;
+}
+
+/// The node behind the server, for the RPCs that are not one group's.
+pub(crate) trait Host: Send + Sync + 'static {
+    fn cluster_info(&self) -> BoxFuture<'static, Result<rpc::ClusterInfoResponse, Status>>;
+    fn start_replica(
+        &self,
+        req: rpc::StartReplicaRequest,
+    ) -> BoxFuture<'static, Result<rpc::StartReplicaResponse, Status>>;
+}
+
+/// This node's view of the cluster's network: the peer table, a channel
+/// per peer, and the registry of the groups this node runs (what the
+/// server dispatches to).
+pub(crate) struct Net {
+    node_id: u64,
+    peers: BTreeMap<u64, SocketAddr>,
+    channels: Mutex<BTreeMap<u64, Channel>>,
+    groups: Mutex<BTreeMap<GroupId, Arc<dyn GroupRpc>>>,
+}
+
+impl Net {
+    pub(crate) fn new(node_id: u64, peers: BTreeMap<u64, SocketAddr>) -> Arc<Self> {
+        Arc::new(Net {
+            node_id,
+            peers,
+            channels: Mutex::new(BTreeMap::new()),
+            groups: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub(crate) fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Every node of the peer table (this one included), ascending.
+    pub(crate) fn members(&self) -> Vec<u64> {
+        self.peers.keys().copied().collect()
+    }
+
+    pub(crate) fn addr(&self, node: u64) -> Option<SocketAddr> {
+        self.peers.get(&node).copied()
+    }
+
+    /// A client over the peer's shared channel (created, unconnected, on
+    /// first use; tonic dials and redials it as requests need).
+    pub(crate) fn client(&self, node: u64) -> Result<RaftClient<Channel>, NetError> {
+        let channel = {
+            let mut channels = self.channels.lock();
+            match channels.get(&node) {
+                Some(c) => c.clone(),
+                None => {
+                    let addr = self.addr(node).ok_or(NetError::UnknownPeer(node))?;
+                    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                        .map_err(|e| NetError::Address {
+                            node,
+                            addr,
+                            error: e.to_string(),
+                        })?
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(KEEPALIVE)
+                        .keep_alive_timeout(KEEPALIVE)
+                        .keep_alive_while_idle(true);
+                    let c = endpoint.connect_lazy();
+                    channels.insert(node, c.clone());
+                    c
+                }
+            }
+        };
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    pub(crate) fn register(&self, group: GroupId, rpc: Arc<dyn GroupRpc>) {
+        self.groups.lock().insert(group, rpc);
+    }
+
+    pub(crate) fn unregister(&self, group: GroupId) {
+        self.groups.lock().remove(&group);
+    }
+
+    pub(crate) fn group(&self, group: GroupId) -> Option<Arc<dyn GroupRpc>> {
+        self.groups.lock().get(&group).cloned()
+    }
+
+    /// Forgets every group and channel (the node is stopping).
+    pub(crate) fn clear(&self) {
+        self.groups.lock().clear();
+        self.channels.lock().clear();
+    }
+
+    /// Asks `node` what it knows of the cluster.
+    pub(crate) async fn cluster_info(
+        &self,
+        node: u64,
+        timeout: Duration,
+    ) -> Result<rpc::ClusterInfoResponse, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::ClusterInfoRequest {});
+        req.set_timeout(timeout);
+        client
+            .cluster_info(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` to start an empty replica of `group`.
+    pub(crate) async fn start_replica(
+        &self,
+        node: u64,
+        group: GroupId,
+        vhost: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<bool, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::StartReplicaRequest {
+            group_id: group,
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        });
+        req.set_timeout(timeout);
+        client
+            .start_replica(req)
+            .await
+            .map(|r| r.into_inner().created)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Forwards `proposals` of `group` to `node` (its leader, as far as
+    /// this node knows).
+    pub(crate) async fn propose(
+        &self,
+        node: u64,
+        group: GroupId,
+        proposals: Vec<Bytes>,
+        timeout: Duration,
+    ) -> Result<rpc::ProposeResponse, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::ProposeRequest {
+            group_id: group,
+            proposals,
+        });
+        req.set_timeout(timeout);
+        client
+            .propose(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+}

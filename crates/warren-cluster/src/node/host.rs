@@ -1,0 +1,71 @@
+//! The node as the gRPC service sees it: ClusterInfo and StartReplica.
+//! Holds the node weakly, so the service never keeps a stopped node alive.
+
+use std::sync::Weak;
+
+use futures::future::BoxFuture;
+use tonic::Status;
+use warren_rpc::raft as rpc;
+use warren_storage::LogStore;
+
+use super::{Inner, Node};
+use crate::ClusterError;
+use crate::net::Host;
+
+pub(super) struct NodeHost<S: LogStore> {
+    node: Weak<Inner<S>>,
+}
+
+impl<S: LogStore> NodeHost<S> {
+    pub(super) fn new(node: Weak<Inner<S>>) -> Self {
+        NodeHost { node }
+    }
+
+    fn node(&self) -> Result<Node<S>, Status> {
+        self.node
+            .upgrade()
+            .map(|inner| Node { inner })
+            .ok_or_else(|| Status::unavailable("node stopping"))
+    }
+}
+
+fn status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::ReservedGroup(_) | ClusterError::Config(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+impl<S: LogStore> Host for NodeHost<S> {
+    fn cluster_info(&self) -> BoxFuture<'static, Result<rpc::ClusterInfoResponse, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            let node = node?;
+            let meta = &node.inner.meta;
+            Ok(rpc::ClusterInfoResponse {
+                node_id: node.inner.node_id,
+                meta_initialized: meta.is_initialized().await.map_err(status)?,
+                meta_leader: meta.leader(),
+                meta_voters: meta.voters(),
+                meta_learners: meta.learners(),
+                queue_groups: node.queue_groups(),
+            })
+        })
+    }
+
+    fn start_replica(
+        &self,
+        req: rpc::StartReplicaRequest,
+    ) -> BoxFuture<'static, Result<rpc::StartReplicaResponse, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            let created = node?
+                .start_replica(req.group_id, &req.vhost, &req.name)
+                .await
+                .map_err(status)?;
+            Ok(rpc::StartReplicaResponse { created })
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! `Node`: this node's groups — the metadata group and one group per
+//! durable queue — over one store. What the binary drives.
+//!
+//! A node runs alone ([`Node::open`], [`Node::with_store`]: every group has
+//! one member, no transport) or as a member of a cluster ([`Node::start`],
+//! [`Node::open_cluster`]): then it serves the cluster gRPC service, its
+//! metadata group spans the peer table (bootstrapped once, see
+//! `bootstrap`), and a queue group may have members on other nodes.
+//! Proposals made on a member that does not lead are forwarded to the
+//! leader (see `raft::group`).
+
+mod bootstrap;
+mod host;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use warren_core::meta::{MetaCommand, MetaError, MetaReply, MetaState};
+use warren_core::queue::QueueConfig;
+use warren_rpc::log as pb;
+use warren_storage::{
+    GroupId, LogStore, METADATA_GROUP, MemStore, RocksOptions, RocksStore, StoreStats,
+};
+
+use crate::ClusterError;
+
+/// How long creating a queue group keeps asking a member to start its replica.
+const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const REPLICA_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+use crate::convert::{DecodeError, FromProto, IntoProto};
+use crate::net::{Net, ServerTask};
+use crate::queue_group::{QueueGroup, proposal, read_identity, save_identity};
+use crate::raft::{
+    GroupHandle, GroupNet, MetaCore, MetaMachine, QueueMachine, snapshot_prep, start_group,
+};
+
+pub use bootstrap::Bootstrap;
+
+/// One Warren node: its store and its running groups. Clones share the node.
+pub struct Node<S: LogStore = RocksStore> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: LogStore> Clone for Node<S> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S: LogStore> {
+    node_id: u64,
+    store: S,
+    meta: GroupHandle<MetaMachine<S>>,
+    meta_core: Arc<Mutex<MetaCore>>,
+    queues: Mutex<BTreeMap<GroupId, QueueGroup<S>>>,
+    /// The transport, for a member of a cluster.
+    net: Option<Arc<Net>>,
+    server: Mutex<Option<ServerTask>>,
+    bootstrap: Mutex<Option<JoinHandle<()>>>,
+    bootstrap_state: Arc<Mutex<Bootstrap>>,
+    /// Serialises the starts of queue replicas asked for by peers (an
+    /// async lock: the start awaits the group's opening).
+    starting: tokio::sync::Mutex<()>,
+}
+
+/// How a node joins a cluster.
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// The bound listener of the node's cluster gRPC service (tests bind
+    /// port 0 and put the address in `peers`).
+    pub listener: TcpListener,
+    /// Every member of the cluster, this node included: node id → the
+    /// address peers dial. The same table on every node.
+    pub peers: BTreeMap<u64, SocketAddr>,
+}
+
+/// What one node knows of its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    pub meta_leader: Option<u64>,
+    pub meta_voters: Vec<u64>,
+    pub meta_learners: Vec<u64>,
+    pub bootstrap: Bootstrap,
+}
+
+impl Node<RocksStore> {
+    /// Opens (or creates) the node's RocksDB under `dir` and brings back
+    /// every group found there.
+    pub async fn open(dir: &Path, node_id: u64) -> Result<Self, ClusterError> {
+        let store = RocksStore::open(dir, RocksOptions::default())?;
+        Self::with_store(store, node_id).await
+    }
+
+    /// Opens (or creates) the node's RocksDB under `dir` and starts it as
+    /// a member of a cluster (see [`Node::start`]).
+    pub async fn open_cluster(dir: &Path, config: ClusterConfig) -> Result<Self, ClusterError> {
+        let store = RocksStore::open(dir, RocksOptions::default())?;
+        Self::start(store, config).await
+    }
+}
+
+impl<S: LogStore> Inner<S> {
+    fn new(
+        node_id: u64,
+        store: S,
+        meta: GroupHandle<MetaMachine<S>>,
+        meta_core: Arc<Mutex<MetaCore>>,
+        queues: BTreeMap<GroupId, QueueGroup<S>>,
+        net: Option<Arc<Net>>,
+    ) -> Self {
+        Inner {
+            node_id,
+            store,
+            meta,
+            meta_core,
+            queues: Mutex::new(queues),
+            net,
+            server: Mutex::new(None),
+            bootstrap: Mutex::new(None),
+            bootstrap_state: Arc::new(Mutex::new(Bootstrap::Pending)),
+            starting: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Node<MemStore> {
+    /// A node whose store is memory only (tests; nothing survives a drop).
+    pub async fn open_in_memory(node_id: u64) -> Result<Self, ClusterError> {
+        Self::with_store(MemStore::new(), node_id).await
+    }
+}
+
+async fn open_queue<S: LogStore>(
+    store: &S,
+    node_id: u64,
+    group: GroupId,
+    net: Option<&Arc<Net>>,
+) -> Result<QueueGroup<S>, ClusterError> {
+    let identity = read_identity(store, group)?;
+    let sm = QueueMachine::open(store.clone(), group)?;
+    let shared = sm.shared.clone();
+    let net = net.map(|n| GroupNet {
+        net: n.clone(),
+        prep: Some(snapshot_prep(store.clone(), group)),
+    });
+    let handle = start_group(node_id, group, store.clone(), sm, Some(shared.clone()), net).await?;
+    Ok(QueueGroup::new(store.clone(), handle, shared, identity))
+}
+
+/// Opens every queue group `store` holds, all at once: each waits for its
+/// own election, which need not queue behind the others' (a node with
+/// many queues restarts in about the time of one).
+async fn open_queues<S: LogStore>(
+    store: &S,
+    node_id: u64,
+    net: Option<&Arc<Net>>,
+) -> Result<BTreeMap<GroupId, QueueGroup<S>>, ClusterError> {
+    let opening = store
+        .groups()?
+        .into_iter()
+        .filter(|g| *g != METADATA_GROUP)
+        .map(|group| async move {
+            let q = open_queue(store, node_id, group, net).await?;
+            Ok::<_, ClusterError>((group, q))
+        });
+    Ok(futures::future::try_join_all(opening)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+impl<S: LogStore> Node<S> {
+    /// Starts the metadata group and every queue group `store` holds.
+    pub async fn with_store(store: S, node_id: u64) -> Result<Self, ClusterError> {
+        let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
+        let meta_core = sm.core.clone();
+        let meta = start_group(node_id, METADATA_GROUP, store.clone(), sm, None, None).await?;
+        let queues = open_queues(&store, node_id, None).await?;
+        Ok(Node {
+            inner: Arc::new(Inner::new(node_id, store, meta, meta_core, queues, None)),
+        })
+    }
+
+    /// Starts this node as a member of the cluster `config` describes:
+    /// its groups from `store`, the gRPC service on `config.listener`, and
+    /// (on the lowest id of a cluster nobody founded yet) the bootstrap.
+    /// Returns without waiting for peers: the metadata group gets a leader
+    /// once a majority of the peer table runs (see [`Self::wait_for_meta_leader`]).
+    pub async fn start(store: S, config: ClusterConfig) -> Result<Self, ClusterError> {
+        let ClusterConfig {
+            node_id,
+            listener,
+            peers,
+        } = config;
+        if !peers.contains_key(&node_id) {
+            return Err(ClusterError::Config(format!(
+                "node {node_id} is not in its own peer table"
+            )));
+        }
+        let net = Net::new(node_id, peers);
+        let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
+        let meta_core = sm.core.clone();
+        let group_net = GroupNet {
+            net: net.clone(),
+            prep: None,
+        };
+        let meta = start_group(
+            node_id,
+            METADATA_GROUP,
+            store.clone(),
+            sm,
+            None,
+            Some(group_net),
+        )
+        .await?;
+        let member = meta.is_initialized().await?;
+        let queues = open_queues(&store, node_id, Some(&net)).await?;
+        let inner = Arc::new(Inner::new(
+            node_id,
+            store,
+            meta,
+            meta_core,
+            queues,
+            Some(net.clone()),
+        ));
+        let host = Arc::new(host::NodeHost::new(Arc::downgrade(&inner)));
+        *inner.server.lock() = Some(crate::net::serve(listener, net, host));
+        if member {
+            // A member coming back: nothing to decide.
+            *inner.bootstrap_state.lock() = Bootstrap::Member;
+        } else {
+            let task = tokio::spawn(bootstrap::run(Arc::downgrade(&inner)));
+            *inner.bootstrap.lock() = Some(task);
+        }
+        Ok(Node { inner })
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// Applies `cmd` through the metadata group: the outer error is the
+    /// cluster's (nothing was decided), the inner one the machine's answer.
+    pub async fn meta_apply(
+        &self,
+        cmd: MetaCommand,
+    ) -> Result<Result<MetaReply, MetaError>, ClusterError> {
+        let req = proposal(pb::proposal::Command::Meta(cmd.into_proto()));
+        let (_, resp) = self.inner.meta.propose(req).await?;
+        let result = pb::MetaResult::decode(resp.0).map_err(DecodeError::from)?;
+        Ok(FromProto::from_proto(result)?)
+    }
+
+    /// A copy of the applied metadata.
+    pub fn meta(&self) -> MetaState {
+        self.inner.meta_core.lock().state.clone()
+    }
+
+    /// Reads the applied metadata without copying it.
+    pub fn with_meta<R>(&self, f: impl FnOnce(&MetaState) -> R) -> R {
+        f(&self.inner.meta_core.lock().state)
+    }
+
+    /// Creates a queue group (one member: this node) whose queue is named
+    /// `name` in `vhost` for error texts.
+    pub async fn create_queue(
+        &self,
+        group: GroupId,
+        vhost: &str,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<QueueGroup<S>, ClusterError> {
+        self.create_queue_on(group, vhost, name, config, &[self.inner.node_id])
+            .await
+    }
+
+    /// Creates a queue group whose voters are `members` (node ids of the
+    /// peer table, this node among them): each other member first starts
+    /// an empty replica (idempotent), then this node initialises the group
+    /// with all of them and proposes the queue's Create (through whichever
+    /// member wins the first election). Returns once the Create is applied.
+    /// On failure this node's replica is removed; replicas started on
+    /// other members stay (empty, harmless) until deleted there.
+    pub async fn create_queue_on(
+        &self,
+        group: GroupId,
+        vhost: &str,
+        name: &str,
+        config: QueueConfig,
+        members: &[u64],
+    ) -> Result<QueueGroup<S>, ClusterError> {
+        if group == METADATA_GROUP {
+            return Err(ClusterError::ReservedGroup(group));
+        }
+        let members = self.check_members(members)?;
+        if self.inner.queues.lock().contains_key(&group) {
+            return Err(ClusterError::GroupExists(group));
+        }
+        save_identity(&self.inner.store, group, vhost, name).await?;
+        let net = self.inner.net.as_ref();
+        let q = open_queue(&self.inner.store, self.inner.node_id, group, net).await?;
+        let created = async {
+            if let Some(net) = net {
+                self.start_replicas(net, group, vhost, name, &members)
+                    .await?;
+                if !q.is_initialized().await? {
+                    q.initialize(&members).await?;
+                }
+            }
+            q.create(vhost, name, config).await
+        };
+        if let Err(e) = created.await {
+            // Leave nothing behind: a group without its Create is useless.
+            let _ = q.shutdown().await;
+            let _ = self.inner.store.delete_group(group).await;
+            return Err(e);
+        }
+        self.inner.queues.lock().insert(group, q.clone());
+        Ok(q)
+    }
+
+    /// `members` sorted, deduplicated and checked against the peer table.
+    fn check_members(&self, members: &[u64]) -> Result<Vec<u64>, ClusterError> {
+        let mut m = members.to_vec();
+        m.sort_unstable();
+        m.dedup();
+        let me = self.inner.node_id;
+        if !m.contains(&me) {
+            return Err(ClusterError::Config(format!(
+                "a queue group created on node {me} must have it among its members ({m:?})"
+            )));
+        }
+        match &self.inner.net {
+            None if m.len() > 1 => Err(ClusterError::Config(format!(
+                "node {me} runs without peers: a queue group can only have it as member"
+            ))),
+            Some(net) => match m.iter().find(|id| net.addr(**id).is_none()) {
+                Some(id) => Err(ClusterError::Config(format!(
+                    "node {id} is not in the peer table"
+                ))),
+                None => Ok(m),
+            },
+            None => Ok(m),
+        }
+    }
+
+    /// Asks every member but this node to start an empty replica, each
+    /// retried until it answers or [`REPLICA_WAIT`] passes.
+    async fn start_replicas(
+        &self,
+        net: &Arc<Net>,
+        group: GroupId,
+        vhost: &str,
+        name: &str,
+        members: &[u64],
+    ) -> Result<(), ClusterError> {
+        let others = members.iter().filter(|m| **m != self.inner.node_id);
+        let starts = others.map(|peer| async move {
+            let deadline = tokio::time::Instant::now() + REPLICA_WAIT;
+            loop {
+                match net
+                    .start_replica(*peer, group, vhost, name, REPLICA_WAIT)
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.unreachable() && tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(REPLICA_RETRY).await;
+                    }
+                    Err(e) => return Err(ClusterError::Transport(e.to_string())),
+                }
+            }
+        });
+        futures::future::try_join_all(starts).await.map(|_| ())
+    }
+
+    /// Starts an empty replica of `group` (asked by the member creating
+    /// it); false if this node already runs the group.
+    pub(crate) async fn start_replica(
+        &self,
+        group: GroupId,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, ClusterError> {
+        if group == METADATA_GROUP {
+            return Err(ClusterError::ReservedGroup(group));
+        }
+        let _one_at_a_time = self.inner.starting.lock().await;
+        if self.inner.queues.lock().contains_key(&group) {
+            return Ok(false);
+        }
+        let Some(net) = self.inner.net.as_ref() else {
+            return Err(ClusterError::Config("node runs without peers".into()));
+        };
+        save_identity(&self.inner.store, group, vhost, name).await?;
+        let q = open_queue(&self.inner.store, self.inner.node_id, group, Some(net)).await?;
+        self.inner.queues.lock().insert(group, q);
+        Ok(true)
+    }
+
+    pub fn queue(&self, group: GroupId) -> Option<QueueGroup<S>> {
+        self.inner.queues.lock().get(&group).cloned()
+    }
+
+    /// Ids of the running queue groups, ascending.
+    pub fn queue_groups(&self) -> Vec<GroupId> {
+        self.inner.queues.lock().keys().copied().collect()
+    }
+
+    /// Stops the group and deletes everything it stored.
+    pub async fn delete_queue(&self, group: GroupId) -> Result<(), ClusterError> {
+        let q = self
+            .inner
+            .queues
+            .lock()
+            .remove(&group)
+            .ok_or(ClusterError::NoSuchGroup(group))?;
+        q.shutdown().await?;
+        self.inner.store.delete_group(group).await?;
+        Ok(())
+    }
+
+    /// Snapshots the metadata now and compacts its log (normally automatic).
+    pub async fn snapshot_meta(&self) -> Result<(), ClusterError> {
+        self.inner.meta.snapshot().await
+    }
+
+    /// Stops every group and the cluster service; the store closes when
+    /// the last clone is dropped.
+    pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        if let Some(b) = self.inner.bootstrap.lock().take() {
+            b.abort();
+        }
+        let queues: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
+        let mut result = Ok(());
+        for q in queues {
+            if let Err(e) = q.shutdown().await {
+                result = Err(e);
+            }
+        }
+        if let Err(e) = self.inner.meta.shutdown().await {
+            result = Err(e);
+        }
+        let server = self.inner.server.lock().take();
+        if let Some(server) = server {
+            server.stop().await;
+        }
+        if let Some(net) = &self.inner.net {
+            net.clear();
+        }
+        result
+    }
+
+    /// The metadata group's leader, as this node knows it.
+    pub fn meta_leader(&self) -> Option<u64> {
+        self.inner.meta.leader()
+    }
+
+    /// Waits up to `timeout` for the metadata group to have a leader.
+    pub async fn wait_for_meta_leader(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<u64, ClusterError> {
+        self.inner.meta.wait_leader(timeout).await
+    }
+
+    /// What this node knows of the cluster.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        ClusterStatus {
+            node_id: self.inner.node_id,
+            meta_leader: self.inner.meta.leader(),
+            meta_voters: self.inner.meta.voters(),
+            meta_learners: self.inner.meta.learners(),
+            bootstrap: self.inner.bootstrap_state.lock().clone(),
+        }
+    }
+
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+}

@@ -1,0 +1,139 @@
+//! The server side of one group: what the node's gRPC service calls for a
+//! request naming this group, decoded and handed to its `Raft`.
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use openraft::Raft;
+use openraft::alias::SnapshotOf;
+use openraft::errors::ClientWriteError;
+use openraft::storage::RaftStateMachine;
+use tonic::Status;
+use warren_rpc::log as pb;
+use warren_rpc::raft as rpc;
+use warren_storage::GroupId;
+
+use super::codec::{snapshot_meta_from_pb, vote_from_pb};
+use super::{Request, TypeConfig, wire};
+use crate::net::GroupRpc;
+
+type C = TypeConfig;
+
+pub(crate) struct RaftRpc<SM: RaftStateMachine<C>> {
+    pub(crate) group: GroupId,
+    pub(crate) raft: Raft<C, SM>,
+}
+
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// A stopped group answers as if absent: the sender backs off.
+fn stopped(group: GroupId, e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("group {group}: {e}"))
+}
+
+fn not_leader(leader: Option<u64>) -> rpc::NotLeader {
+    rpc::NotLeader { leader }
+}
+
+impl<SM> GroupRpc for RaftRpc<SM>
+where
+    SM: RaftStateMachine<C, SnapshotData = Bytes>,
+{
+    fn append(
+        &self,
+        req: rpc::AppendRequest,
+    ) -> BoxFuture<'static, Result<rpc::AppendResponse, Status>> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            let req = wire::append_request_from_pb(req).map_err(bad)?;
+            let resp = raft
+                .append_entries(req)
+                .await
+                .map_err(|e| stopped(group, e))?;
+            Ok(wire::append_response_to_pb(group, &resp))
+        })
+    }
+
+    fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            let pre_vote = req.pre_vote;
+            let req = wire::vote_request_from_pb(req).map_err(bad)?;
+            let resp = if pre_vote {
+                raft.pre_vote(req).await
+            } else {
+                raft.vote(req).await
+            }
+            .map_err(|e| stopped(group, e))?;
+            Ok(wire::vote_response_to_pb(group, &resp))
+        })
+    }
+
+    fn install_snapshot(
+        &self,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Bytes,
+    ) -> BoxFuture<'static, Result<rpc::SnapshotResponse, Status>> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            let vote = vote_from_pb(vote).map_err(bad)?;
+            let meta = snapshot_meta_from_pb(meta).map_err(bad)?;
+            let snapshot = SnapshotOf::<C, Bytes> {
+                meta,
+                snapshot: data,
+            };
+            let resp = raft
+                .install_full_snapshot(vote, snapshot)
+                .await
+                .map_err(|e| stopped(group, e))?;
+            Ok(wire::snapshot_response_to_pb(group, &resp))
+        })
+    }
+
+    fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            let refused = |leader| rpc::ProposeResponse {
+                group_id: group,
+                not_leader: Some(not_leader(leader)),
+                results: Vec::new(),
+            };
+            if !raft.is_leader() {
+                return refused(raft.current_leader().await);
+            }
+            let n = proposals.len();
+            let mut answers = match raft
+                .client_write_many(proposals.into_iter().map(Request))
+                .await
+            {
+                Ok(s) => s,
+                Err(_) => return refused(None),
+            };
+            let mut results = Vec::with_capacity(n);
+            use rpc::propose_result::Result as R;
+            while results.len() < n {
+                let r = match answers.next().await {
+                    Some(Ok(Ok(resp))) => R::Applied(rpc::Applied {
+                        index: resp.log_id.index,
+                        response: resp.response.0,
+                    }),
+                    Some(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                        R::NotLeader(not_leader(f.leader_id))
+                    }
+                    Some(Ok(Err(e))) => R::Error(e.to_string()),
+                    Some(Err(fatal)) => R::Error(fatal.to_string()),
+                    None => R::Error("answer missing".into()),
+                };
+                results.push(rpc::ProposeResult { result: Some(r) });
+            }
+            rpc::ProposeResponse {
+                group_id: group,
+                not_leader: None,
+                results,
+            }
+        })
+    }
+}
