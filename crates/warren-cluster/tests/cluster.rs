@@ -284,9 +284,16 @@ async fn replicated_queue_keeps_every_committed_enqueue_when_its_leader_stops() 
     assert!(!fq.is_leader());
     enqueue_all(&fq, &forwarded).await?;
 
+    let stopping = std::time::Instant::now();
     c.stop(leader).await?;
+    let stopped = stopping.elapsed();
     let next = c.queue_leader(GROUP).await?;
     assert_ne!(next, leader);
+    // A measurement, not a check: how long the group went without a leader.
+    eprintln!(
+        "queue group: node {leader} stopped in {stopped:?}; node {next} leads {:?} after the stop began",
+        stopping.elapsed()
+    );
     let expected: BTreeSet<String> = first.iter().chain(&forwarded).cloned().collect();
     for (id, n) in &c.nodes {
         let q = n.queue(GROUP).context("replica")?;
@@ -344,6 +351,7 @@ async fn restarted_node_catches_up_by_snapshot_with_bodies() -> anyhow::Result<(
         Ok(MetaReply::Created)
     );
 
+    let restarting = std::time::Instant::now();
     c.restart(down, down_dir).await?;
     assert_eq!(c.node(down).cluster_status().bootstrap, Bootstrap::Member);
     let n = c.node(down);
@@ -354,6 +362,11 @@ async fn restarted_node_catches_up_by_snapshot_with_bodies() -> anyhow::Result<(
     let q = n.queue(GROUP).context("replica reopened")?;
     let expected: BTreeSet<String> = before.iter().chain(&during).cloned().collect();
     eventually("queue caught up", || count(&q) == expected.len() as u64).await?;
+    eprintln!(
+        "node {down}: {} messages caught up {:?} after its restart began",
+        expected.len(),
+        restarting.elapsed()
+    );
     assert_eq!(bodies_held(&q)?, expected);
     c.shutdown().await
 }

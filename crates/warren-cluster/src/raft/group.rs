@@ -107,11 +107,13 @@ fn config(group: GroupId, queue: bool, peers: bool) -> Result<Config, ClusterErr
     if peers {
         // Over a network (and a disk shared by every group of the node),
         // openraft's defaults (50 ms heartbeats, 150-300 ms elections) make
-        // a busy node lose its leaderships; a second-scale failover is the
-        // target instead.
-        c.heartbeat_interval = 150;
-        c.election_timeout_min = 750;
-        c.election_timeout_max = 1500;
+        // a busy node lose its leaderships. Failover takes about the
+        // election timeout plus openraft's leader lease (= the maximum
+        // election timeout, during which voters refuse candidates): with
+        // these, 1-2 s (measured in tests/cluster.rs), the target.
+        c.heartbeat_interval = 100;
+        c.election_timeout_min = 500;
+        c.election_timeout_max = 1000;
         c.max_in_snapshot_log_to_keep = KEEP_FOR_LAGGARDS;
         // A rejoining node asks first whether it could win, rather than
         // bumping the term and unseating a healthy leader.
