@@ -23,9 +23,20 @@
 //! ```
 //!
 //! Only the proposer receives replies and effects, so effects are executed
-//! once, by the leader; replaying the log after a restart re-applies every
-//! command but answers (and executes) nothing. Locks (`parking_lot`) guard
-//! the applied states and are never held across an `.await`.
+//! once; replaying the log after a restart re-applies every command but
+//! answers (and executes) nothing. Locks (`parking_lot`) guard the applied
+//! states and are never held across an `.await`.
+//!
+//! A node in a cluster ([`Node::start`]) runs its groups over gRPC
+//! (`net`): one channel per peer carries every group's Raft RPCs, and a
+//! proposal made on a member that does not lead is forwarded to the
+//! leader, whose state machine's reply (and effects) come back to the
+//! proposing node:
+//!
+//! ```text
+//!   node B: QueueGroup::apply ─(not leader)─ Propose RPC ─▶ node A: Raft::client_write
+//!   node B ◀──────────── index + encoded QueueResult ───── node A (applied, committed)
+//! ```
 
 pub mod convert;
 mod error;

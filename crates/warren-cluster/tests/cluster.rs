@@ -435,3 +435,29 @@ async fn single_member_queue_on_a_cluster_node() -> anyhow::Result<()> {
     assert!(c.node(1).queue(GROUP).is_none());
     c.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_apply_on_a_follower_rides_out_a_leader_change() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let leader = c.node(1).meta_leader().context("leader")?;
+    c.stop(leader).await?;
+    // At once, while the others still name the stopped node as leader:
+    // the follower keeps forwarding until one of them is elected.
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("a node")?;
+    assert_eq!(
+        c.node(other).meta_apply(declare_queue("across")).await?,
+        Ok(MetaReply::Created)
+    );
+    let now = c.node(other).meta_leader().context("new leader")?;
+    assert_ne!(now, leader);
+    for n in c.nodes.values() {
+        eventually("the survivors applied it", || {
+            n.with_meta(|m| m.queue("/", "across").is_some())
+        })
+        .await?;
+    }
+    c.shutdown().await
+}
