@@ -461,3 +461,66 @@ async fn meta_apply_on_a_follower_rides_out_a_leader_change() -> anyhow::Result<
     }
     c.shutdown().await
 }
+
+/// This process's CPU time (user + system), from /proc.
+fn cpu_time() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_name = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks
+    // (100 a second on Linux).
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// A measurement, not a check (run with `--ignored --nocapture`): how long
+/// replicated queues take to create, what idle groups cost in CPU, and the
+/// enqueue rate through the leader and through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_groups_and_forwarding() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    let groups = 20u64;
+    let t = std::time::Instant::now();
+    for g in 0..groups {
+        c.node(1)
+            .create_queue_on(
+                100 + g,
+                "/",
+                &format!("q{g}"),
+                QueueConfig::default(),
+                &[1, 2, 3],
+            )
+            .await?;
+    }
+    eprintln!(
+        "{groups} three-member queue groups created in {:?}",
+        t.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (cpu_time()?, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let busy = cpu_time()? - cpu0;
+    eprintln!(
+        "idle: {} groups x 3 replicas (+ metadata) in one process: {:.0}% of a core",
+        groups,
+        100.0 * busy.as_secs_f64() / t0.elapsed().as_secs_f64()
+    );
+    let leader = c.queue_leader(100).await?;
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("follower")?;
+    for (label, id) in [("leader", leader), ("follower", follower)] {
+        let q = c.node(id).queue(100).context("replica")?;
+        let bodies = names(label, 0..5000);
+        let t = std::time::Instant::now();
+        enqueue_all(&q, &bodies).await?;
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "5000 enqueues submitted on the {label}: {:.0}/s",
+            5000.0 / s
+        );
+    }
+    c.shutdown().await
+}

@@ -41,8 +41,11 @@ pub(crate) const MAX_MESSAGE: usize = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// HTTP/2 pings on an idle connection, so a dead peer is noticed even
-/// when no request is in flight.
-const KEEPALIVE: Duration = Duration::from_secs(2);
+/// when no request is in flight; the answer may take [`KEEPALIVE_TIMEOUT`]
+/// (generous: a busy node answers pings late, and a connection dropped
+/// for that fails every request on it).
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What a transport call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,22 @@ impl NetError {
             NetError::Rpc { status, .. } => matches!(
                 status.code(),
                 tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::Unimplemented
+            ),
+        }
+    }
+}
+
+impl NetError {
+    /// Whether the peer answered with a refusal (retrying cannot help).
+    pub(crate) fn refused(&self) -> bool {
+        match self {
+            NetError::UnknownPeer(_) | NetError::Address { .. } => true,
+            NetError::Rpc { status, .. } => matches!(
+                status.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::AlreadyExists
+                    | tonic::Code::PermissionDenied
             ),
         }
     }
@@ -152,7 +171,7 @@ impl Net {
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(KEEPALIVE)
-                        .keep_alive_timeout(KEEPALIVE)
+                        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                         .keep_alive_while_idle(true);
                     let c = endpoint.connect_lazy();
                     channels.insert(node, c.clone());
@@ -199,7 +218,8 @@ impl Net {
             .map_err(|status| NetError::Rpc { node, status })
     }
 
-    /// Asks `node` to start an empty replica of `group`.
+    /// Asks `node` to start an empty replica of `group` (idempotent, so
+    /// any failure but a refusal may be retried).
     pub(crate) async fn start_replica(
         &self,
         node: u64,

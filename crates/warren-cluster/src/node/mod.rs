@@ -372,7 +372,9 @@ impl<S: LogStore> Node<S> {
                     .await
                 {
                     Ok(_) => return Ok(()),
-                    Err(e) if e.unreachable() && tokio::time::Instant::now() < deadline => {
+                    // Starting a replica is idempotent: retry whatever
+                    // failed, except a refusal.
+                    Err(e) if !e.refused() && tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(REPLICA_RETRY).await;
                     }
                     Err(e) => return Err(ClusterError::Transport(e.to_string())),
