@@ -1,7 +1,8 @@
-//! The network of a one-member group: there is nobody to talk to. openraft
-//! still wants a factory; every call reports the peer unreachable (none is
-//! ever dialled while each group has a single voter). The gRPC transport of
-//! proto/warren/raft.proto replaces this when clusters get peers.
+//! The network of a group on a node without peers (`Node::open`,
+//! `Node::with_store`): there is nobody to talk to. openraft still wants a
+//! factory; every call reports the peer unreachable (none is ever dialled
+//! while the group's only voter is this node). Nodes started with a peer
+//! table use the gRPC network of `grpc.rs` for every group instead.
 
 use std::future::Future;
 
@@ -18,7 +19,7 @@ use super::TypeConfig;
 type C = TypeConfig;
 
 #[derive(Debug, thiserror::Error)]
-#[error("node {0} is not reachable: this node runs single-member groups only")]
+#[error("node {0} is not reachable: this node runs without peers")]
 struct NoPeers(u64);
 
 /// Hands out [`NoNetwork`] clients.
