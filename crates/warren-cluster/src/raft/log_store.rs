@@ -1,9 +1,17 @@
 //! openraft's `RaftLogStorage` + `RaftLogReader` for one group, over any
 //! `warren_storage::LogStore`. Entries are prost-encoded `LogEntry` values
 //! keyed by index; vote, committed and last-purged log ids are the group's
-//! small records. Appends complete openraft's `IOFlushed` only after the
-//! store's append future resolved, i.e. after the group-commit fsync.
+//! small records.
+//!
+//! Appends are pipelined: `append` hands the entries to the store's writer
+//! and returns at once, keeping them in a per-group overlay so they are
+//! readable (openraft reads them back as soon as `append` returns); a task
+//! completes openraft's `IOFlushed` once the store's group-commit fsync
+//! covered them, and then drops them from the overlay. So while one fsync
+//! runs, the next appends of the same group queue behind it and the writer
+//! carries them all in its next batch, instead of one Raft append per fsync.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, Range, RangeBounds};
@@ -12,6 +20,7 @@ use std::sync::Arc;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use parking_lot::Mutex;
 use warren_storage::{Entry, GroupId, LogStore, MetaKey};
 
 use super::codec::{decode_entry, decode_log_id, decode_vote, encode_entry, encode_log_id};
@@ -28,6 +37,18 @@ pub(crate) struct LogAdapter<S: LogStore> {
     /// For a queue group: its state, so that purging first moves the bodies
     /// of still-unsettled messages out of the log (see `QueueShared`).
     queue: Option<Arc<QueueShared>>,
+    /// Entries handed to the store whose write has not completed yet.
+    unflushed: Arc<Mutex<Unflushed>>,
+}
+
+/// The overlay of appended but not yet written entries: index → (the
+/// append that wrote it, encoded entry). The append number lets a finished
+/// write drop only its own entries, not ones that replaced them after a
+/// truncation.
+#[derive(Default)]
+struct Unflushed {
+    next_append: u64,
+    entries: BTreeMap<u64, (u64, Entry)>,
 }
 
 impl<S: LogStore> LogAdapter<S> {
@@ -36,6 +57,18 @@ impl<S: LogStore> LogAdapter<S> {
             store,
             group,
             queue,
+            unflushed: Arc::default(),
+        }
+    }
+
+    /// The write of append number `append` completed: its entries are in
+    /// the store (or failed, and the group stops), out of the overlay.
+    fn flushed(&self, append: u64, indexes: &[u64]) {
+        let mut u = self.unflushed.lock();
+        for i in indexes {
+            if u.entries.get(i).is_some_and(|(n, _)| *n == append) {
+                u.entries.remove(i);
+            }
         }
     }
 
@@ -65,10 +98,23 @@ impl<S: LogStore> RaftLogReader<C> for LogAdapter<S> {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        let stored = self
-            .store
-            .entries(self.group, half_open(&range))
-            .map_err(io_err)?;
+        let range = half_open(&range);
+        // The overlay first: an entry leaves it only after its write
+        // completed, so whatever is missing from this copy is in the store.
+        let pending: Vec<Entry> = {
+            let u = self.unflushed.lock();
+            u.entries
+                .range(range.clone())
+                .map(|(_, (_, e))| e.clone())
+                .collect()
+        };
+        let mut stored = self.store.entries(self.group, range).map_err(io_err)?;
+        if !pending.is_empty() {
+            let mut merged: BTreeMap<u64, Entry> =
+                stored.into_iter().map(|e| (e.index, e)).collect();
+            merged.extend(pending.into_iter().map(|e| (e.index, e)));
+            stored = merged.into_values().collect();
+        }
         stored
             .into_iter()
             .map(|e| decode_entry(e.payload).map_err(io_err))
@@ -141,16 +187,55 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
             .into_iter()
             .map(|e| Entry::new(e.log_id.index, encode_entry(&e)))
             .collect();
-        // Awaited here rather than in a spawned task: openraft reads the
-        // entries back as soon as this returns. Groups do not wait for each
-        // other: the store merges concurrent appends into one fsync.
-        let res = self.store.append(self.group, batch).await.map_err(io_err);
-        let ret = res.as_ref().map(|_| ()).map_err(io_err);
-        callback.io_completed(res);
-        ret
+        if batch.is_empty() {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        }
+        let indexes: Vec<u64> = batch.iter().map(|e| e.index).collect();
+        let append = {
+            let mut u = self.unflushed.lock();
+            u.next_append += 1;
+            let n = u.next_append;
+            for e in &batch {
+                u.entries.insert(e.index, (n, e.clone()));
+            }
+            n
+        };
+        // The store orders a group's writes by their futures' first poll:
+        // poll once here, in openraft's call order, then let a task wait
+        // for the fsync.
+        let (store, group) = (self.store.clone(), self.group);
+        let mut write = Box::pin(async move { store.append(group, batch).await });
+        if let std::task::Poll::Ready(res) = futures::poll!(write.as_mut()) {
+            self.flushed(append, &indexes);
+            let ret = res.as_ref().map(|_| ()).map_err(io_err);
+            callback.io_completed(res.map_err(io_err));
+            return ret;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let res = write.await;
+            this.flushed(append, &indexes);
+            if let Err(e) = &res {
+                tracing::error!(group = this.group, error = %e, "raft log append failed");
+            }
+            callback.io_completed(res.map_err(io_err));
+        });
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        {
+            let mut u = self.unflushed.lock();
+            let keep_upto = last_log_id
+                .as_ref()
+                .map_or(0, |id| id.index.saturating_add(1));
+            if last_log_id.is_none() {
+                u.entries.clear();
+            } else {
+                u.entries.split_off(&keep_upto);
+            }
+        }
         match last_log_id {
             Some(id) => self.store.truncate_after(self.group, id.index).await,
             // "Everything": the store's truncate keeps index 0, so drop the

@@ -46,6 +46,12 @@ pub struct RocksOptions {
     pub reclaim_interval: Duration,
     /// Memtable size per column family.
     pub write_buffer_size: usize,
+    /// Memtable memory of all column families together: past it RocksDB
+    /// flushes the largest, so a deep publish holds bodies on disk, not in RAM.
+    pub memtable_budget: usize,
+    /// Block cache shared by all column families (reads of bodies and
+    /// snapshots that are no longer in a memtable).
+    pub block_cache: usize,
     /// WAL size that forces memtable flushes, bounding WAL disk use.
     pub max_total_wal_size: u64,
 }
@@ -58,7 +64,9 @@ impl Default for RocksOptions {
             max_batch_requests: 4096,
             max_batch_bytes: 32 << 20,
             reclaim_interval: Duration::from_secs(2),
-            write_buffer_size: 64 << 20,
+            write_buffer_size: 32 << 20,
+            memtable_budget: 96 << 20,
+            block_cache: 32 << 20,
             max_total_wal_size: 256 << 20,
         }
     }
@@ -236,8 +244,13 @@ fn open_db(dir: &Path, opts: &RocksOptions) -> Result<DB, StorageError> {
     // RocksDB's info log otherwise keeps up to 1000 files.
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_log_file_size(16 << 20);
+    db_opts.set_db_write_buffer_size(opts.memtable_budget);
+    let cache = rocksdb::Cache::new_lru_cache(opts.block_cache);
     let cfs = GROUP_CFS.map(|name| {
         let mut o = Options::default();
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        o.set_block_based_table_factory(&table);
         o.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::PREFIX_LEN));
         o.set_write_buffer_size(opts.write_buffer_size);
         o.set_compression_type(DBCompressionType::Lz4);
