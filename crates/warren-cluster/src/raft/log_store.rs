@@ -166,12 +166,27 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         // Persisting the commit point lets a restarted node re-apply its
-        // committed entries at once, before any election.
+        // committed entries at once, before any election. It is a hint,
+        // not a promise (a stale one only delays that until the group has
+        // a leader again), so it is handed to the writer and not waited
+        // for: it rides with the next group-commit fsync instead of taking
+        // one of its own between two appends.
         let Some(c) = committed else { return Ok(()) };
-        self.store
-            .save_meta(self.group, MetaKey::Committed, encode_log_id(&c))
-            .await
-            .map_err(io_err)
+        let (store, group) = (self.store.clone(), self.group);
+        let mut write = Box::pin(async move {
+            store
+                .save_meta(group, MetaKey::Committed, encode_log_id(&c))
+                .await
+        });
+        if let std::task::Poll::Ready(res) = futures::poll!(write.as_mut()) {
+            return res.map_err(io_err);
+        }
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::warn!(group, error = %e, "saving the commit point");
+            }
+        });
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
