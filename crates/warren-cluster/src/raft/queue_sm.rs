@@ -34,6 +34,10 @@ use super::snapshot::{PreparedSnapshot, load, meta_for, save};
 use super::{Response, TypeConfig, io_err};
 use crate::convert::{DecodeError, FromProto, IntoProto, QueueOp};
 
+/// Bodies copied per write when a purge moves still-queued messages out
+/// of the log (bounds the memory a deep queue's purge takes).
+const MOVE_CHUNK: usize = 4096;
+
 type C = TypeConfig;
 
 /// The `QueueSnapshot` format this machine writes: the state's image.
@@ -88,18 +92,22 @@ impl QueueShared {
             let to_move: Vec<u64> = live.iter().copied().filter(|i| above_prev(*i)).collect();
             (to_move, dead)
         };
-        let mut bodies = Vec::with_capacity(to_move.len());
-        for i in &to_move {
-            if let Some(m) = read_message(store, group, *i)? {
-                bodies.push((*i, Bytes::from(m.encode_to_vec())));
-            }
-        }
         // The record may list more than the store holds, never less: first
         // everything that may get copied, then, after the deletes, the truth.
         let mut now: BTreeSet<u64> = moved;
-        now.extend(to_move);
+        now.extend(to_move.iter().copied());
         save_moved(store, group, &now).await?;
-        store.put_bodies(group, bodies).await.map_err(io_err)?;
+        // In chunks: a deep queue's purge moves a quarter of its backlog,
+        // which must not sit in memory (and in one write batch) at once.
+        for chunk in to_move.chunks(MOVE_CHUNK) {
+            let mut bodies = Vec::with_capacity(chunk.len());
+            for i in chunk {
+                if let Some(m) = read_message(store, group, *i)? {
+                    bodies.push((*i, Bytes::from(m.encode_to_vec())));
+                }
+            }
+            store.put_bodies(group, bodies).await.map_err(io_err)?;
+        }
         store
             .delete_bodies(group, dead.clone())
             .await
