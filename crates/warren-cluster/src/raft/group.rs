@@ -227,23 +227,25 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
 
     /// The voters of the group's effective membership (as last reported).
     pub(crate) fn voters(&self) -> Vec<u64> {
-        let m = self
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
-        m.membership().voter_ids().collect()
+        self.reported_membership()
+            .membership()
+            .voter_ids()
+            .collect()
     }
 
     pub(crate) fn learners(&self) -> Vec<u64> {
-        let m = self
-            .raft
+        self.reported_membership()
+            .membership()
+            .learner_ids()
+            .collect()
+    }
+
+    fn reported_membership(&self) -> Arc<openraft::alias::StoredMembershipOf<C>> {
+        self.raft
             .metrics()
             .borrow_watched()
             .membership_config
-            .clone();
-        m.membership().learner_ids().collect()
+            .clone()
     }
 
     /// The voters as Raft's core holds them right now (metrics may lag

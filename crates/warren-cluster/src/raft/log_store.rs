@@ -13,10 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::io;
 use std::ops::{Bound, Range, RangeBounds};
 use std::sync::Arc;
+use std::task::Poll;
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -75,6 +79,20 @@ impl<S: LogStore> LogAdapter<S> {
     fn read_log_id(&self, key: MetaKey) -> Result<Option<LogIdOf<C>>, io::Error> {
         let raw = self.store.read_meta(self.group, key).map_err(io_err)?;
         raw.map(decode_log_id).transpose().map_err(io_err)
+    }
+}
+
+/// Polls a store write once, here, so that it takes its place in the
+/// group's write order (the store orders a group's writes by their first
+/// poll, and openraft calls in log order), and returns it to be awaited
+/// elsewhere: the caller goes on while the fsync runs.
+async fn queued<T: Send + 'static>(
+    write: impl Future<Output = T> + Send + 'static,
+) -> BoxFuture<'static, T> {
+    let mut write = write.boxed();
+    match futures::poll!(write.as_mut()) {
+        Poll::Ready(done) => futures::future::ready(done).boxed(),
+        Poll::Pending => write,
     }
 }
 
@@ -173,14 +191,12 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
         // one of its own between two appends.
         let Some(c) = committed else { return Ok(()) };
         let (store, group) = (self.store.clone(), self.group);
-        let mut write = Box::pin(async move {
+        let write = queued(async move {
             store
                 .save_meta(group, MetaKey::Committed, encode_log_id(&c))
                 .await
-        });
-        if let std::task::Poll::Ready(res) = futures::poll!(write.as_mut()) {
-            return res.map_err(io_err);
-        }
+        })
+        .await;
         tokio::spawn(async move {
             if let Err(e) = write.await {
                 tracing::warn!(group, error = %e, "saving the commit point");
@@ -216,17 +232,8 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
             }
             n
         };
-        // The store orders a group's writes by their futures' first poll:
-        // poll once here, in openraft's call order, then let a task wait
-        // for the fsync.
         let (store, group) = (self.store.clone(), self.group);
-        let mut write = Box::pin(async move { store.append(group, batch).await });
-        if let std::task::Poll::Ready(res) = futures::poll!(write.as_mut()) {
-            self.flushed(append, &indexes);
-            let ret = res.as_ref().map(|_| ()).map_err(io_err);
-            callback.io_completed(res.map_err(io_err));
-            return ret;
-        }
+        let write = queued(async move { store.append(group, batch).await }).await;
         let this = self.clone();
         tokio::spawn(async move {
             let res = write.await;
@@ -242,13 +249,9 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         {
             let mut u = self.unflushed.lock();
-            let keep_upto = last_log_id
-                .as_ref()
-                .map_or(0, |id| id.index.saturating_add(1));
-            if last_log_id.is_none() {
-                u.entries.clear();
-            } else {
-                u.entries.split_off(&keep_upto);
+            match &last_log_id {
+                Some(id) => drop(u.entries.split_off(&id.index.saturating_add(1))),
+                None => u.entries.clear(),
             }
         }
         match last_log_id {
