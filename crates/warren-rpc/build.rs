@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         root.join("warren/log.proto"),
         root.join("warren/raft.proto"),
+        root.join("warren/broker.proto"),
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());

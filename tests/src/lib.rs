@@ -19,6 +19,7 @@
 //! - [`raw`]: a hand-written AMQP frame client for the bad-input tests; it does
 //!   not use warren-codec so that it checks the server independently.
 
+pub mod cluster;
 pub mod process;
 pub mod raw;
 

@@ -206,8 +206,11 @@ impl WarrenProcess {
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .args(["--amqp-listen", any, "--http-listen", any])
-            .args(["--cluster-listen", any])
+            .args(["--amqp-listen", any, "--http-listen", any]);
+        if !self.extra_args.iter().any(|a| a == "--cluster-listen") {
+            command.args(["--cluster-listen", any]);
+        }
+        command
             .args(&self.extra_args)
             // openraft's info lines (every group's election) drown the
             // broker's own; WARREN_LOG set for the test still wins.

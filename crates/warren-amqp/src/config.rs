@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub memory_high_watermark: u64,
     /// Unsettled publisher confirms a channel may have outstanding before it stops reading.
     pub max_unconfirmed_per_channel: usize,
+    /// This node's id in its cluster (1 on its own): the owner ids of its
+    /// channels carry it (`OwnerId::node`).
+    pub node_id: u64,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,7 @@ impl Default for ServerConfig {
             queue_mailbox: 4096,
             memory_high_watermark: default_watermark(),
             max_unconfirmed_per_channel: 1 << 20,
+            node_id: 1,
         }
     }
 }

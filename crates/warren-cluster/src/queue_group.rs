@@ -17,11 +17,17 @@ use warren_storage::{GroupId, LogStore, MetaKey, RocksStore};
 
 use crate::ClusterError;
 use crate::convert::{FromProto, IntoProto, QueueOp, required};
-use crate::raft::{GroupHandle, QueueMachine, QueueShared, Request, read_message};
+use crate::raft::{
+    GroupHandle, LocalEffects, QueueMachine, QueueShared, Request, effect_owner, read_message,
+};
 
 /// Bodies of the most recent enqueues kept in memory: consumers that keep up
 /// are served without reading the log back.
 const BODY_CACHE: usize = 4096;
+
+/// How long an answer naming messages waits for this replica to apply
+/// its entry (see [`Inner::readable_here`]).
+const READABLE_WAIT: Duration = Duration::from_secs(10);
 
 /// Most commands handed to Raft as one batch by [`QueueGroup::submit`].
 const MAX_BATCH: usize = 1024;
@@ -148,9 +154,34 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.handle.leader()
     }
 
-    /// Whether this node leads the group (effects are executed here).
+    /// Whether this node leads the group.
     pub fn is_leader(&self) -> bool {
         self.inner.handle.is_leader()
+    }
+
+    /// Whether the group runs in a cluster (its members may be on other
+    /// nodes). Then the effects addressed to an owner are not in the
+    /// answers of [`Self::submit`]: each replica hands those addressed to
+    /// its own node's owners to [`Self::local_effects`] as it applies the
+    /// log, whoever proposed the command.
+    pub fn clustered(&self) -> bool {
+        self.inner.handle.has_peers()
+    }
+
+    /// In a cluster, the effects addressed to this node's owners
+    /// (`OwnerId::node`), in log order, from now on; a second call takes
+    /// the stream over from the first. `None` for a group of one node,
+    /// whose answers carry every effect.
+    pub fn local_effects(&self) -> Option<mpsc::UnboundedReceiver<Vec<Effect<u64>>>> {
+        if !self.clustered() {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.inner.shared.local.lock() = Some(LocalEffects {
+            node_id: self.inner.handle.node_id(),
+            tx,
+        });
+        Some(rx)
     }
 
     /// The group's voters (node ids), ascending.
@@ -221,7 +252,8 @@ impl<S: LogStore> QueueGroup<S> {
     /// Proposes `cmd`; once it is committed (fsynced) and applied, the
     /// machine's reply and effects. Payloads in them are log indexes: the
     /// index of the `Enqueue` entry holding the message (see [`Self::body`]).
-    /// Only this proposer sees the effects, so only it executes them.
+    /// Only this proposer sees the effects, so only it executes them (in a
+    /// cluster, only those addressed to no owner: see [`Self::clustered`]).
     pub async fn apply(
         &self,
         cmd: Command<Message>,
@@ -232,6 +264,7 @@ impl<S: LogStore> QueueGroup<S> {
         };
         let (index, result) = self.propose(QueueOp::Command(cmd)).await?;
         let answer = self.inner.answer(index, result, enqueued);
+        let answer = self.inner.readable_here(index, answer).await;
         self.inner.compact();
         answer
     }
@@ -331,6 +364,22 @@ impl<S: LogStore> Inner<S> {
         }
     }
 
+    /// An answer naming messages (a basic.get's, a dead-lettering effect)
+    /// is handed over once this replica has applied the command's entry
+    /// (`index`), so the bodies it names are in the log here: the leader
+    /// answers once a majority has the entry, which need not include this
+    /// node. Other answers go at once.
+    async fn readable_here(&self, index: u64, answer: Applied) -> Applied {
+        let names_messages = match &answer {
+            Ok((reply, effects)) => matches!(reply, Reply::GetOk { .. }) || !effects.is_empty(),
+            Err(_) => false,
+        };
+        if names_messages && self.handle.has_peers() {
+            self.handle.wait_applied(index, READABLE_WAIT).await?;
+        }
+        answer
+    }
+
     /// Decodes a committed command's result; an enqueued message goes to
     /// the body cache first, so its delivery finds it there.
     fn answer(
@@ -340,11 +389,15 @@ impl<S: LogStore> Inner<S> {
         enqueued: Option<Message>,
     ) -> Result<(Reply<u64>, Vec<Effect<u64>>), ClusterError> {
         let reply = Reply::from_proto(required(result.reply, "queue_result.reply")?)?;
-        let effects = result
+        let mut effects = result
             .effects
             .into_iter()
             .map(Effect::from_proto)
             .collect::<Result<Vec<_>, _>>()?;
+        if self.handle.has_peers() {
+            // Each replica executes those of its own owners (LocalEffects).
+            effects.retain(|e| effect_owner(e).is_none());
+        }
         if let (Some(msg), Reply::Enqueued { .. }) = (enqueued, &reply) {
             let mut cache = self.cache.lock();
             cache.insert(index, msg);
@@ -409,9 +462,12 @@ async fn proposer<S: LogStore>(group: Weak<Inner<S>>, mut rx: mpsc::UnboundedRec
         tokio::spawn(async move {
             for (enqueued, tx) in waiting {
                 let answer = match answers.next().await {
-                    Some(Ok((index, resp))) => pb::QueueResult::decode(resp.0)
-                        .map_err(|e| crate::convert::DecodeError::from(e).into())
-                        .and_then(|result| inner.answer(index, result, enqueued)),
+                    Some(Ok((index, resp))) => {
+                        let answer = pb::QueueResult::decode(resp.0)
+                            .map_err(|e| crate::convert::DecodeError::from(e).into())
+                            .and_then(|result| inner.answer(index, result, enqueued));
+                        inner.readable_here(index, answer).await
+                    }
                     Some(Err(e)) => Err(e),
                     None => Err(ClusterError::Raft("batch answer missing".into())),
                 };

@@ -1,9 +1,10 @@
 //! warren-rpc: the protobuf and gRPC types generated from `proto/`.
 //!
-//! Two packages: `warren.log.v1` ([`log`]) is the replicated-log format
-//! (log entries, proposals, snapshots, replies of the state machines) and
+//! Three packages: `warren.log.v1` ([`log`]) is the replicated-log format
+//! (log entries, proposals, snapshots, replies of the state machines),
 //! `warren.raft.v1` ([`raft`]) the Raft service between nodes, each request
-//! naming its group. This crate depends on no other warren crate: the
+//! naming its group, and `warren.broker.v1` ([`broker`]) what brokers hand
+//! each other (publishes to a queue held by one node). This crate depends on no other warren crate: the
 //! conversions between these wire types and the domain types of
 //! warren-core live in warren-cluster (STYLE.md 4).
 //!
@@ -26,8 +27,15 @@ pub mod warren {
             tonic::include_proto!("warren.raft.v1");
         }
     }
+    pub mod broker {
+        pub mod v1 {
+            tonic::include_proto!("warren.broker.v1");
+        }
+    }
 }
 
+/// Broker-to-broker calls between nodes (`warren.broker.v1`).
+pub use warren::broker::v1 as broker;
 /// The replicated-log format (`warren.log.v1`).
 pub use warren::log::v1 as log;
 /// The Raft service between nodes (`warren.raft.v1`).

@@ -7,15 +7,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 use warren_amqp::broker::backend::{Applied, Backend, QueueLog, StoreError};
 use warren_cluster::{ClusterError, Node, QueueGroup};
 use warren_core::message::Message;
 use warren_core::meta::{MetaCommand, MetaError, MetaReply, MetaState};
-use warren_core::queue::{Command, QueueConfig, QueueState};
+use warren_core::queue::{Command, Effect, QueueConfig, QueueState};
 
 fn store_error(e: ClusterError) -> StoreError {
     StoreError(e.to_string())
 }
+
+/// Queue group ids made in a cluster: the node id above these bits.
+const GROUP_NODE_SHIFT: u32 = 40;
+
+/// Replicas of a quorum queue without `x-quorum-initial-group-size`
+/// (RabbitMQ's default).
+const DEFAULT_REPLICAS: usize = 3;
 
 /// A node's groups as the broker's backend.
 pub struct NodeBackend {
@@ -26,11 +34,40 @@ pub struct NodeBackend {
 
 impl NodeBackend {
     pub fn new(node: Node) -> Self {
-        let next = node.queue_groups().last().copied().unwrap_or(0) + 1;
+        // In a cluster, group ids carry the node that made them (ids are
+        // unique across the cluster with no round of agreement).
+        let base = if node.clustered() {
+            node.node_id() << GROUP_NODE_SHIFT
+        } else {
+            0
+        };
+        let last = node
+            .queue_groups()
+            .into_iter()
+            .filter(|g| !node.clustered() || g >> GROUP_NODE_SHIFT == node.node_id())
+            .max()
+            .unwrap_or(base);
         NodeBackend {
             node,
-            next_group: AtomicU64::new(next),
+            next_group: AtomicU64::new(last.max(base) + 1),
         }
+    }
+
+    /// The members of a new queue group of `replicas` nodes (default
+    /// [`DEFAULT_REPLICAS`], at most the cluster's size): this node first
+    /// (it stands for the first election, so the declaring client's node
+    /// leads), then the next nodes of the peer table in ring order, so
+    /// queues declared evenly over the nodes spread their replicas evenly.
+    fn placement(&self, replicas: Option<u32>) -> Vec<u64> {
+        let nodes = self.node.nodes();
+        let me = self.node.node_id();
+        let want = replicas
+            .map_or(DEFAULT_REPLICAS, |r| r as usize)
+            .clamp(1, nodes.len());
+        let start = nodes.iter().position(|n| *n == me).unwrap_or(0);
+        (0..want)
+            .map(|i| nodes[(start + i) % nodes.len()])
+            .collect()
     }
 
     pub fn node(&self) -> &Node {
@@ -69,6 +106,18 @@ impl QueueLog for GroupLog {
     fn with_state(&self, f: &mut dyn FnMut(&QueueState<u64>)) {
         self.0.with_state(|s| f(s));
     }
+
+    fn clustered(&self) -> bool {
+        self.0.clustered()
+    }
+
+    fn local_effects(&self) -> Option<mpsc::UnboundedReceiver<Vec<Effect<u64>>>> {
+        self.0.local_effects()
+    }
+
+    fn leads(&self) -> bool {
+        !self.0.clustered() || self.0.is_leader()
+    }
 }
 
 impl Backend for NodeBackend {
@@ -98,13 +147,15 @@ impl Backend for NodeBackend {
         vhost: &str,
         name: &str,
         config: QueueConfig,
+        replicas: Option<u32>,
     ) -> BoxFuture<'static, Result<Arc<dyn QueueLog>, StoreError>> {
         let node = self.node.clone();
         let group = self.next_group.fetch_add(1, Ordering::Relaxed);
+        let members = self.placement(replicas);
         let (vhost, name) = (vhost.to_owned(), name.to_owned());
         async move {
             let q = node
-                .create_queue(group, &vhost, &name, config)
+                .create_queue_on(group, &vhost, &name, config, &members)
                 .await
                 .map_err(store_error)?;
             Ok(Arc::new(GroupLog(q)) as Arc<dyn QueueLog>)
@@ -116,5 +167,42 @@ impl Backend for NodeBackend {
         let node = self.node.clone();
         let group = log.id();
         async move { node.delete_queue(group).await.map_err(store_error) }.boxed()
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.node.clustered().then(|| self.node.changes())
+    }
+
+    fn publish_to(
+        &self,
+        node: u64,
+        vhost: &str,
+        queue: &str,
+        msg: Arc<Message>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let this = self.node.clone();
+        let (vhost, queue) = (vhost.to_owned(), queue.to_owned());
+        async move {
+            this.publish_to(node, &vhost, &queue, Arc::unwrap_or_clone(msg))
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
+    }
+}
+
+/// The broker of this node as its peers' brokers reach it.
+pub struct BrokerOnNode(pub std::sync::Weak<warren_amqp::Broker>);
+
+impl warren_cluster::BrokerHost for BrokerOnNode {
+    fn publish(&self, vhost: String, queue: String, msg: Message) -> BoxFuture<'static, bool> {
+        let broker = self.0.clone();
+        async move {
+            match broker.upgrade() {
+                Some(b) => b.publish_here(&vhost, &queue, msg).await,
+                None => false,
+            }
+        }
+        .boxed()
     }
 }

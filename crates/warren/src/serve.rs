@@ -1,5 +1,6 @@
 //! `warren serve`: options and the running broker.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +116,31 @@ fn watch_disk(broker: std::sync::Weak<Broker>, dir: PathBuf, limit: u64) {
     });
 }
 
+/// `id@host:port,…` → the peer table (host names resolved once, now).
+pub async fn resolve_peers(list: &str) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    let mut peers = BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .with_context(|| format!("--peers: '{item}' is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("--peers: '{id}' is not a node id"))?;
+        let addr = tokio::net::lookup_host(addr)
+            .await
+            .with_context(|| format!("--peers: resolving '{addr}'"))?
+            .next()
+            .with_context(|| format!("--peers: '{addr}' has no address"))?;
+        if peers.insert(id, addr).is_some() {
+            anyhow::bail!("--peers: node {id} listed twice");
+        }
+    }
+    if peers.is_empty() {
+        anyhow::bail!("--peers is empty");
+    }
+    Ok(peers)
+}
+
 /// A running broker. Dropping it leaves the broker running; call
 /// [`Running::shutdown`] to stop accepting connections.
 pub struct Running {
@@ -140,13 +166,61 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if let Some(w) = args.memory_high_watermark {
         config.memory_high_watermark = w;
     }
-    let node = warren_cluster::Node::open(&args.data_dir, args.node_id)
-        .await
-        .with_context(|| format!("opening the node's store in {}", args.data_dir.display()))?;
+    if args.node_id == 0 || args.node_id > warren_core::queue::OwnerId::MAX_NODE {
+        anyhow::bail!(
+            "--node-id must be between 1 and {}",
+            warren_core::queue::OwnerId::MAX_NODE
+        );
+    }
+    config.node_id = args.node_id;
+    let node = match &args.peers {
+        None => warren_cluster::Node::open(&args.data_dir, args.node_id)
+            .await
+            .with_context(|| format!("opening the node's store in {}", args.data_dir.display()))?,
+        Some(list) => {
+            let peers = resolve_peers(list).await?;
+            if !peers.contains_key(&args.node_id) {
+                anyhow::bail!("--node-id {} is not in --peers {list}", args.node_id);
+            }
+            let listener = TcpListener::bind(args.cluster_listen)
+                .await
+                .with_context(|| format!("binding the cluster listener {}", args.cluster_listen))?;
+            let cluster = warren_cluster::ClusterConfig {
+                node_id: args.node_id,
+                listener,
+                peers,
+            };
+            let node = warren_cluster::Node::open_cluster(&args.data_dir, cluster)
+                .await
+                .with_context(|| {
+                    format!("opening the node's store in {}", args.data_dir.display())
+                })?;
+            tracing::info!(node_id = args.node_id, peers = %list, "waiting for the cluster's metadata leader");
+            // Serve once the cluster has a majority: before, nothing can
+            // be committed (a node started alone waits for its peers).
+            loop {
+                match node.wait_for_meta_leader(Duration::from_secs(10)).await {
+                    Ok(leader) => {
+                        tracing::info!(leader, "cluster metadata has a leader");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!("no metadata leader yet: waiting for a majority of --peers")
+                    }
+                }
+            }
+            node
+        }
+    };
     let backend = Arc::new(crate::durable::NodeBackend::new(node));
     let broker = Broker::open(backend.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the broker on its store: {e}"))?;
+    backend
+        .node()
+        .set_broker(Arc::new(crate::durable::BrokerOnNode(Arc::downgrade(
+            &broker,
+        ))));
     log_store_stats(Arc::downgrade(&backend), Duration::from_secs(5));
     if args.disk_free_limit > 0 {
         watch_disk(

@@ -10,10 +10,12 @@
 //!   answered in order, once committed (fsynced) and applied; the payloads
 //!   in replies and effects are log indexes, read back with [`QueueLog::body`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 use warren_core::message::Message;
 use warren_core::meta::{MetaCommand, MetaError, MetaReply, MetaState};
 use warren_core::queue::{Command, Effect, QueueConfig, QueueState, Reply};
@@ -53,6 +55,27 @@ pub trait QueueLog: Send + Sync + 'static {
 
     /// Reads the applied state (what every committed command produced).
     fn with_state(&self, f: &mut dyn FnMut(&QueueState<u64>));
+
+    /// Whether the log is replicated across nodes. Then the answers of
+    /// [`Self::submit`] carry only the effects addressed to no owner, and
+    /// those addressed to this node's owners (`OwnerId::node`) come from
+    /// [`Self::local_effects`] as the log is applied here, whichever node
+    /// submitted the command. Owners of other nodes are theirs.
+    fn clustered(&self) -> bool {
+        false
+    }
+
+    /// In a cluster: the effects addressed to this node's owners, in log
+    /// order (taken once, by the queue's actor).
+    fn local_effects(&self) -> Option<mpsc::UnboundedReceiver<Vec<Effect<u64>>>> {
+        None
+    }
+
+    /// Whether this node leads the log (time-driven work such as expiry
+    /// ticks is submitted by the leader's node only).
+    fn leads(&self) -> bool {
+        true
+    }
 }
 
 /// The node's durable store of metadata and queues.
@@ -70,14 +93,46 @@ pub trait Backend: Send + Sync + 'static {
     /// Every durable queue the node holds (at boot).
     fn queues(&self) -> Vec<Arc<dyn QueueLog>>;
 
-    /// Creates the log of a new durable queue.
+    /// Creates the log of a new durable queue, replicated on `replicas`
+    /// nodes (`None`: the backend's default; `x-quorum-initial-group-size`,
+    /// or 1 for a classic queue).
     fn create_queue(
         &self,
         vhost: &str,
         name: &str,
         config: QueueConfig,
+        replicas: Option<u32>,
     ) -> BoxFuture<'static, Result<Arc<dyn QueueLog>, StoreError>>;
 
-    /// Stops a queue's log and deletes everything it stored.
+    /// Stops a queue's log and deletes everything it stored (on this node).
     fn delete_queue(&self, log: Arc<dyn QueueLog>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// In a cluster: a counter that moves whenever the committed metadata
+    /// does (changes made on any node) or a queue log appears on or leaves
+    /// this node; the broker then reads [`Self::meta`] and [`Self::queues`]
+    /// again. `None` for a node on its own, whose changes all come through
+    /// this broker.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// In a cluster: the nodes currently judged down. Their channels are
+    /// gone with them: what their consumers held goes back to the queues.
+    fn nodes_down(&self) -> Option<tokio::sync::watch::Receiver<BTreeSet<u64>>> {
+        None
+    }
+
+    /// In a cluster: hands `msg` to the queue `vhost`/`queue` that `node`
+    /// holds (see [`crate::Broker::publish_here`] on the other side); true
+    /// once that queue took it.
+    fn publish_to(
+        &self,
+        node: u64,
+        vhost: &str,
+        queue: &str,
+        msg: Arc<Message>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let _ = (vhost, queue, msg);
+        Box::pin(async move { Err(StoreError(format!("no cluster: cannot reach node {node}"))) })
+    }
 }

@@ -18,6 +18,7 @@ pub mod events;
 pub mod limiter;
 pub mod memory;
 pub mod queue;
+mod remote;
 pub mod reply_to;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use warren_core::meta::{
     Access, BindingDef, ExchangeDef, MetaCommand, MetaReply, MetaState, QueueDef, ResourceKind,
     User,
 };
-use warren_core::queue::{DeadLetterReason, QueueConfig};
+use warren_core::queue::{DeadLetterReason, OwnerId, QueueConfig};
 use warren_core::value::Table;
 
 use crate::config::ServerConfig;
@@ -95,6 +96,68 @@ fn is_durable_queue(def: &QueueDef) -> bool {
     def.durable && def.exclusive_owner.is_none()
 }
 
+/// How many nodes a durable queue's log is replicated on, as declared:
+/// a classic queue has one; a quorum queue `x-quorum-initial-group-size`
+/// (`None`: the backend's default).
+fn replicas(def: &QueueDef) -> Option<u32> {
+    let arg = |k: &str| def.arguments.get(k);
+    if arg("x-queue-type").and_then(|v| v.as_str()) == Some("classic") {
+        return Some(1);
+    }
+    arg("x-quorum-initial-group-size")
+        .and_then(|v| v.as_i64())
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+}
+
+/// Follows the backend's changes (a cluster's metadata, this node's logs)
+/// until the broker is gone.
+async fn follow(broker: Weak<Broker>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    loop {
+        {
+            let Some(b) = broker.upgrade() else { return };
+            b.sync_with_backend().await;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tells every queue which nodes are down, each time that changes (and
+/// again every [`NODES_DOWN_REPEAT`] while any is, for queues whose
+/// replica arrived later).
+async fn watch_nodes_down(
+    broker: Weak<Broker>,
+    mut down: tokio::sync::watch::Receiver<std::collections::BTreeSet<u64>>,
+) {
+    loop {
+        let nodes = Arc::new(down.borrow_and_update().clone());
+        if !nodes.is_empty() {
+            let Some(b) = broker.upgrade() else { return };
+            let queues: Vec<QueueHandle> = b.queues.read().values().cloned().collect();
+            drop(b);
+            for q in queues {
+                q.send_now(QueueRequest::NodesDown {
+                    nodes: nodes.clone(),
+                });
+            }
+        }
+        let repeat = tokio::time::sleep(NODES_DOWN_REPEAT);
+        tokio::select! {
+            changed = down.changed() => if changed.is_err() { return },
+            () = repeat, if !nodes.is_empty() => {}
+        }
+    }
+}
+
+/// See [`watch_nodes_down`].
+const NODES_DOWN_REPEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a declaration of a queue made on another node waits for the
+/// queue's log to appear on this one.
+const REMOTE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What queue.declare answers.
 #[derive(Debug, Clone)]
 pub struct Declared {
@@ -114,10 +177,13 @@ impl Broker {
     fn empty(config: ServerConfig, backend: Option<Arc<dyn Backend>>) -> Arc<Broker> {
         let watermark = config.memory_high_watermark;
         // Owner ids (connections, channels) start past any a previous run
-        // could have left in a durable queue's state.
-        let first_id = std::time::SystemTime::now()
+        // could have left in a durable queue's state, and carry the node.
+        const EPOCH_2020_S: u64 = 1_577_836_800;
+        let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64 * 16);
+            .map_or(1, |d| d.as_micros() as u64)
+            .saturating_sub(EPOCH_2020_S * 1_000_000);
+        let first_id = OwnerId::on_node(config.node_id, micros.max(1)).0;
         Arc::new_cyclic(|me| Broker {
             meta: RwLock::new(MetaState::new()),
             queues: RwLock::new(BTreeMap::new()),
@@ -142,15 +208,25 @@ impl Broker {
         config: ServerConfig,
     ) -> Result<Arc<Broker>, AmqpError> {
         let meta = backend.meta();
+        let clustered = backend.changes().is_some();
+        let node = config.node_id;
+        // In a cluster only this node's exclusive queues died with it;
+        // other nodes' transient queues and exchanges live on.
+        let gone_with_node = |d: &QueueDef| {
+            !clustered || d.exclusive_owner.is_some_and(|o| OwnerId(o).node() == node)
+        };
         let mut transient = Vec::new();
         for vhost in meta.vhosts() {
-            for def in meta.queues(vhost).filter(|d| !is_durable_queue(d)) {
+            for def in meta
+                .queues(vhost)
+                .filter(|d| !is_durable_queue(d) && gone_with_node(d))
+            {
                 transient.push(MetaCommand::DeleteQueue {
                     vhost: vhost.to_string(),
                     name: def.name.clone(),
                 });
             }
-            for def in meta.exchanges(vhost).filter(|d| !d.durable) {
+            for def in meta.exchanges(vhost).filter(|d| !d.durable && !clustered) {
                 transient.push(MetaCommand::DeleteExchange {
                     vhost: vhost.to_string(),
                     name: def.name.clone(),
@@ -175,11 +251,19 @@ impl Broker {
                 for def in meta.queues(vhost) {
                     let key = (vhost.to_string(), def.name.clone());
                     let config = QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
+                    if clustered {
+                        // Queues whose log is elsewhere (or not here yet)
+                        // are picked up as the node's changes come in.
+                        if let Some(log) = logs.remove(&key) {
+                            queues.push((key, def.clone(), config, log));
+                        }
+                        continue;
+                    }
                     let log = match logs.remove(&key) {
                         Some(log) => log,
                         // Declared, then the node stopped before its log existed.
                         None => backend
-                            .create_queue(vhost, &def.name, config.clone())
+                            .create_queue(vhost, &def.name, config.clone(), replicas(def))
                             .await
                             .map_err(store_error)?,
                     };
@@ -194,12 +278,96 @@ impl Broker {
             }
             broker.topology_changed();
         }
-        // Logs whose queue was deleted before the node stopped.
+        // Logs whose queue was deleted before the node stopped. In a
+        // cluster this node's metadata may not have caught up yet: a log
+        // is only removed once the queue is seen going (see `follow`).
         for (key, log) in logs {
+            if clustered {
+                tracing::info!(vhost = %key.0, queue = %key.1, "a queue log with no queue in the metadata yet");
+                continue;
+            }
             tracing::info!(vhost = %key.0, queue = %key.1, "removing the log of a deleted queue");
             backend.delete_queue(log).await.map_err(store_error)?;
         }
+        if let Some(changes) = backend.changes() {
+            tokio::spawn(follow(Arc::downgrade(&broker), changes));
+        }
+        if let Some(down) = backend.nodes_down() {
+            tokio::spawn(watch_nodes_down(Arc::downgrade(&broker), down));
+        }
         Ok(broker)
+    }
+
+    /// In a cluster: brings this broker up to the committed metadata (made
+    /// on any node) and the queue logs this node holds. Queues that
+    /// appeared with a log here get an actor; queues that went have theirs
+    /// stopped (which deletes the log here).
+    async fn sync_with_backend(&self) {
+        let Some(backend) = &self.backend else { return };
+        let stopped: Vec<QueueHandle> = {
+            let _serial = self.meta_serial.lock().await;
+            let meta = backend.meta();
+            let mut logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> = backend
+                .queues()
+                .into_iter()
+                .map(|log| (log.identity(), log))
+                .collect();
+            let mut stopped = Vec::new();
+            {
+                let mut queues = self.queues.write();
+                queues.retain(|(vhost, name), h| {
+                    let keep = meta.queue(vhost, name).is_some();
+                    if !keep {
+                        stopped.push(h.clone());
+                    }
+                    keep
+                });
+                for vhost in meta.vhosts() {
+                    for def in meta.queues(vhost) {
+                        let key = (vhost.to_string(), def.name.clone());
+                        if queues.contains_key(&key) {
+                            continue;
+                        }
+                        if let Some(owner) = def.exclusive_owner {
+                            let node = OwnerId(owner).node();
+                            if node != self.config.node_id {
+                                let h = remote::spawn(
+                                    backend.clone(),
+                                    node,
+                                    vhost,
+                                    &def.name,
+                                    self.config.queue_mailbox,
+                                );
+                                queues.insert(key, h);
+                            }
+                            continue;
+                        }
+                        if !is_durable_queue(def) {
+                            // A transient queue of another node: not
+                            // reachable from here yet.
+                            continue;
+                        }
+                        if let Some(log) = logs.remove(&key) {
+                            let config =
+                                QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
+                            let h = self.spawn_queue_with(vhost, def, config, Some(log));
+                            queues.insert(key, h);
+                        }
+                    }
+                }
+            }
+            *self.meta_write() = meta;
+            stopped
+        };
+        for h in stopped {
+            // Out of the registry: the actor only stops and deletes its log
+            // here (the queue went on another node).
+            let (reply, _) = tokio::sync::oneshot::channel();
+            h.send_now(QueueRequest::Delete {
+                cond: DeleteIf::default(),
+                reply,
+            });
+        }
     }
 
     /// Applies a metadata change: committed to the backend first (if any),
@@ -234,6 +402,11 @@ impl Broker {
             return Ok(self.meta.write().apply(cmd)?);
         }
         let decided = backend.meta_apply(cmd.clone()).await.map_err(store_error)?;
+        if self.clustered() {
+            // Other nodes change it too: the committed state is the copy.
+            *self.meta_write() = backend.meta();
+            return Ok(decided?);
+        }
         let here = self.meta_write().apply(cmd);
         if here.is_ok() != decided.is_ok() {
             tracing::error!(?decided, ?here, "metadata copy diverged from the store");
@@ -300,6 +473,11 @@ impl Broker {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// Whether the backend is a cluster (other nodes change the metadata).
+    fn clustered(&self) -> bool {
+        self.backend.as_ref().is_some_and(|b| b.changes().is_some())
     }
 
     /// A fresh id for a connection or a channel (an `OwnerId`).
@@ -435,14 +613,24 @@ impl Broker {
                 }
             }
             Some(backend) => {
-                let _serial = self.meta_serial.lock().await;
+                let serial = self.meta_serial.lock().await;
                 let reply = self.commit_serialised(backend, cmd).await?;
                 let existing = self.queues.read().get(&key).cloned();
                 match (reply, existing) {
                     (MetaReply::Existed, Some(h)) => h,
+                    (MetaReply::Existed, None) if self.clustered() => {
+                        // Declared on another node: its log reaches this
+                        // one a moment later (or lives elsewhere only).
+                        drop(serial);
+                        self.wait_for_local_queue(vhost, &def).await?
+                    }
                     _ => {
                         let log = if is_durable_queue(&def) {
-                            match backend.create_queue(vhost, &name, config.clone()).await {
+                            let replicas = replicas(&def);
+                            match backend
+                                .create_queue(vhost, &name, config.clone(), replicas)
+                                .await
+                            {
                                 Ok(log) => Some(log),
                                 Err(e) => {
                                     // Undo the declaration: no queue without its log.
@@ -466,6 +654,38 @@ impl Broker {
             }
         };
         self.stats(&handle).await
+    }
+
+    /// In a cluster: the actor of a queue declared on another node, once
+    /// this node holds its log. A queue with no log here (a transient
+    /// queue of another node, a durable one not replicated here) cannot be
+    /// used from this node yet: that is refused rather than shadowed.
+    async fn wait_for_local_queue(
+        &self,
+        vhost: &str,
+        def: &QueueDef,
+    ) -> Result<QueueHandle, AmqpError> {
+        let key = (vhost.to_string(), def.name.clone());
+        let deadline = tokio::time::Instant::now() + REMOTE_QUEUE_WAIT;
+        loop {
+            if let Some(h) = self.queues.read().get(&key).cloned() {
+                return Ok(h);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AmqpError::new(
+                    code::NOT_IMPLEMENTED,
+                    format!(
+                        "queue '{}' in vhost '{vhost}' lives on other nodes of the cluster and \
+                         this node holds no replica of it: connect to one of its nodes",
+                        def.name
+                    ),
+                ));
+            }
+            if is_durable_queue(def) {
+                self.sync_with_backend().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// queue.declare passive: exists and is accessible to this connection.
@@ -586,6 +806,39 @@ impl Broker {
         }
         if let Some(r) = reply {
             self.stop_cascaded(r).await;
+        }
+    }
+
+    /// A message handed over by another node for a queue this node holds
+    /// (see [`remote`]); true once the queue took it.
+    pub async fn publish_here(&self, vhost: &str, queue: &str, msg: Message) -> bool {
+        let Some(h) = self
+            .queues
+            .read()
+            .get(&(vhost.to_string(), queue.to_string()))
+            .cloned()
+        else {
+            return false;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let confirm = events::ConfirmTo {
+            tx,
+            channel: 0,
+            seq: 0,
+        };
+        let req = QueueRequest::Publish {
+            msg: Arc::new(msg),
+            confirm: Some(confirm),
+        };
+        if !h.send(req).await {
+            return false;
+        }
+        loop {
+            match rx.recv().await {
+                Some(events::ConnEvent::Confirm { ok, .. }) => return ok,
+                Some(_) => {}
+                None => return false,
+            }
         }
     }
 

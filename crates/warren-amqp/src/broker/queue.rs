@@ -104,6 +104,11 @@ pub enum QueueRequest {
     OwnerDown {
         owner: OwnerId,
     },
+    /// In a cluster: these nodes are down, and every owner living on one
+    /// of them with it.
+    NodesDown {
+        nodes: Arc<std::collections::BTreeSet<u64>>,
+    },
     Purge {
         reply: oneshot::Sender<u64>,
     },
@@ -117,6 +122,16 @@ pub enum QueueRequest {
 }
 
 impl QueueHandle {
+    /// A handle whose requests go to `tx` (an actor other than this
+    /// module's, e.g. the proxy of a queue held by another node).
+    pub(crate) fn with_mailbox(vhost: &str, name: &str, tx: mpsc::Sender<QueueRequest>) -> Self {
+        QueueHandle(Arc::new(HandleInner {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+            tx,
+        }))
+    }
+
     pub fn vhost(&self) -> &str {
         &self.0.vhost
     }
@@ -177,7 +192,7 @@ pub const NO_ACK_WINDOW: u32 = 1000;
 /// is still confirmed (the message was routed; its queue then went, as if
 /// it had been deleted a moment later). Replies are dropped: their callers
 /// see the queue as gone.
-fn answer_orphan(req: QueueRequest) {
+pub(crate) fn answer_orphan(req: QueueRequest) {
     if let QueueRequest::Publish {
         confirm: Some(c), ..
     } = req
@@ -209,6 +224,11 @@ pub struct QueueSpawn {
 /// publishers.
 const MAX_IN_FLIGHT: usize = 8192;
 
+/// How often the actor of a clustered queue whose leader is on another
+/// node looks again whether it leads now (expiry ticks and `x-expires`
+/// are the leader's node's work).
+const FOLLOWER_WAKE: Duration = Duration::from_secs(1);
+
 /// Starts a queue actor and returns its handle.
 pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     let (tx, rx) = mpsc::channel(spec.mailbox.max(1));
@@ -219,6 +239,7 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     }));
     let driver = match spec.log.take() {
         Some(log) => Driver::Log {
+            local: log.local_effects(),
             log,
             in_flight: FuturesOrdered::new(),
             tick_pending: false,
@@ -261,6 +282,9 @@ enum Driver {
         in_flight: FuturesOrdered<Pending>,
         /// A `Tick` is on its way: do not send another for the same expiry.
         tick_pending: bool,
+        /// In a cluster: effects for this node's owners, as the log is
+        /// applied here (see `QueueLog::clustered`).
+        local: Option<mpsc::UnboundedReceiver<Vec<Effect<u64>>>>,
     },
 }
 
@@ -334,6 +358,11 @@ impl Actor {
         };
         let mut owners = Vec::new();
         log.with_state(&mut |s| owners = s.owners());
+        if log.clustered() {
+            // Owners of other nodes are alive as far as this node knows.
+            let node = self.broker.upgrade().map(|b| b.config().node_id);
+            owners.retain(|o| Some(o.node()) == node);
+        }
         for owner in owners {
             self.apply(Command::OwnerDown { owner }, Then::Nothing)
                 .await;
@@ -351,9 +380,17 @@ impl Actor {
             };
             let room = self.in_flight() < MAX_IN_FLIGHT;
             let flow = tokio::select! {
-                Some((then, applied)) = next_applied(&mut self.driver) => {
-                    self.applied(then, applied).await
-                }
+                from_log = next_from_log(&mut self.driver) => match from_log {
+                    FromLog::Applied(then, applied) => self.applied(then, applied).await,
+                    FromLog::Local(effects) => {
+                        for e in effects {
+                            if let Some(e) = self.load_effect(e) {
+                                self.run_effect(e);
+                            }
+                        }
+                        Flow::Continue
+                    }
+                },
                 req = rx.recv(), if room => {
                     let Some(req) = req else { return };
                     if !matches!(
@@ -405,6 +442,13 @@ impl Actor {
     /// When the actor must wake up by itself: the next message expiry, or
     /// the queue's own expiry (`x-expires`) while it has no consumers.
     fn next_wake(&self) -> Option<Instant> {
+        if let Driver::Log { log, .. } = &self.driver
+            && !log.leads()
+        {
+            // Time-driven work is the leader's node's: it is re-checked
+            // whenever something else wakes the actor.
+            return Some(Instant::now() + FOLLOWER_WAKE);
+        }
         let ticking = matches!(
             self.driver,
             Driver::Log {
@@ -428,6 +472,11 @@ impl Actor {
     }
 
     async fn on_timer(&mut self) -> Flow {
+        if let Driver::Log { log, .. } = &self.driver
+            && !log.leads()
+        {
+            return Flow::Continue;
+        }
         if let Some(ms) = self.spec.expires_ms
             && self.consumer_count() == 0
             && self.last_used.elapsed() >= Duration::from_millis(ms)
@@ -753,6 +802,24 @@ impl Actor {
                 self.apply(Command::OwnerDown { owner }, Then::Cancelled)
                     .await
             }
+            QueueRequest::NodesDown { nodes } => {
+                let mut owners = Vec::new();
+                if let Driver::Log { log, .. } = &self.driver {
+                    log.with_state(&mut |s| owners = s.owners());
+                }
+                for owner in owners.into_iter().filter(|o| nodes.contains(&o.node())) {
+                    // Every replica's actor sends it: the first one applied
+                    // returns the messages, the others find nothing.
+                    if self
+                        .apply(Command::OwnerDown { owner }, Then::Cancelled)
+                        .await
+                        == Flow::Stop
+                    {
+                        return Flow::Stop;
+                    }
+                }
+                Flow::Continue
+            }
             QueueRequest::Purge { reply } => self.apply(Command::Purge, Then::Purged(reply)).await,
             QueueRequest::Stats { reply } => self.barrier(Then::Stats(reply)).await,
             QueueRequest::Delete { cond, reply } => {
@@ -959,11 +1026,42 @@ impl Actor {
     }
 }
 
-/// The next answer of a durable queue's log (never, for an in-memory queue).
-async fn next_applied(driver: &mut Driver) -> Option<(Then, Applied)> {
-    match driver {
-        Driver::Log { in_flight, .. } if !in_flight.is_empty() => in_flight.next().await,
-        _ => std::future::pending().await,
+/// What a durable queue's log hands its actor.
+enum FromLog {
+    /// The answer of a submitted command.
+    Applied(Then, Applied),
+    /// In a cluster: effects for this node's owners, as applied here.
+    Local(Vec<Effect<u64>>),
+}
+
+/// The next thing a durable queue's log hands the actor (never, for an
+/// in-memory queue).
+async fn next_from_log(driver: &mut Driver) -> FromLog {
+    let Driver::Log {
+        in_flight, local, ..
+    } = driver
+    else {
+        return std::future::pending().await;
+    };
+    let applied = async {
+        match in_flight.next().await {
+            Some((then, applied)) => FromLog::Applied(then, applied),
+            // Empty: wait for the mailbox to bring work.
+            _ => std::future::pending().await,
+        }
+    };
+    let effects = async {
+        match local {
+            Some(rx) => match rx.recv().await {
+                Some(effects) => FromLog::Local(effects),
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        a = applied => a,
+        e = effects => e,
     }
 }
 

@@ -14,6 +14,7 @@
 //! (a peer that is down costs nothing until it is dialled) and reconnect by
 //! themselves; the peer table is fixed when the node starts.
 
+mod broker;
 mod server;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ use warren_rpc::raft as rpc;
 use warren_rpc::raft::raft_client::RaftClient;
 use warren_storage::GroupId;
 
+pub use broker::BrokerHost;
+pub(crate) use broker::BrokerSlot;
 pub(crate) use server::{ServerTask, serve};
 
 /// Largest gRPC message either side accepts: an append carries up to
@@ -156,6 +159,14 @@ impl Net {
     /// A client over the peer's shared channel (created, unconnected, on
     /// first use; tonic dials and redials it as requests need).
     pub(crate) fn client(&self, node: u64) -> Result<RaftClient<Channel>, NetError> {
+        Ok(RaftClient::new(self.channel(node)?)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// The peer's shared channel (created, unconnected, on first use;
+    /// tonic dials and redials it as requests need).
+    pub(crate) fn channel(&self, node: u64) -> Result<Channel, NetError> {
         let channel = {
             let mut channels = self.channels.lock();
             match channels.get(&node) {
@@ -179,9 +190,7 @@ impl Net {
                 }
             }
         };
-        Ok(RaftClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+        Ok(channel)
     }
 
     pub(crate) fn register(&self, group: GroupId, rpc: Arc<dyn GroupRpc>) {

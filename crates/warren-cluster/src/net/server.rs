@@ -127,8 +127,14 @@ pub(crate) struct ServerTask {
 }
 
 /// Serves the node's Raft service on `listener` until stopped.
-pub(crate) fn serve(listener: TcpListener, net: Arc<Net>, host: Arc<dyn Host>) -> ServerTask {
+pub(crate) fn serve(
+    listener: TcpListener,
+    net: Arc<Net>,
+    host: Arc<dyn Host>,
+    broker: super::BrokerSlot,
+) -> ServerTask {
     let node = net.node_id();
+    let broker = super::broker::service(node, broker);
     let service = RaftServer::new(RaftService { net, host })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -137,6 +143,7 @@ pub(crate) fn serve(listener: TcpListener, net: Arc<Net>, host: Arc<dyn Host>) -
     let task = tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(broker)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })

@@ -33,6 +33,10 @@ use crate::ClusterError;
 /// How long creating a queue group keeps asking a member to start its replica.
 const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const REPLICA_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long handing a message to another node's queue may take.
+const PUBLISH_TO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a metadata change decided on the leader may take to be applied here.
+const META_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::convert::{DecodeError, FromProto, IntoProto};
 use crate::net::{Net, ServerTask};
 use crate::queue_group::{QueueGroup, proposal, read_identity, save_identity};
@@ -69,6 +73,11 @@ struct Inner<S: LogStore> {
     /// Serialises the starts of queue replicas asked for by peers (an
     /// async lock: the start awaits the group's opening).
     starting: tokio::sync::Mutex<()>,
+    /// Bumped when the applied metadata moves or a queue replica starts or
+    /// goes (see [`Node::changes`]).
+    changes: tokio::sync::watch::Sender<u64>,
+    /// The broker running on this node, for its peers' brokers.
+    broker: crate::net::BrokerSlot,
 }
 
 /// How a node joins a cluster.
@@ -128,8 +137,27 @@ impl<S: LogStore> Inner<S> {
             bootstrap: Mutex::new(None),
             bootstrap_state: Arc::new(Mutex::new(Bootstrap::Pending)),
             starting: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
+            broker: Arc::new(Mutex::new(None)),
         }
     }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+}
+
+/// Bumps the node's change counter whenever the applied metadata moves
+/// (commands proposed on any node), until the node is gone.
+fn watch_meta_applied<S: LogStore>(inner: &Arc<Inner<S>>) {
+    let weak = Arc::downgrade(inner);
+    inner.meta.on_applied(move || match weak.upgrade() {
+        Some(inner) => {
+            inner.changed();
+            true
+        }
+        None => false,
+    });
 }
 
 impl Node<MemStore> {
@@ -232,8 +260,9 @@ impl<S: LogStore> Node<S> {
             queues,
             Some(net.clone()),
         ));
+        watch_meta_applied(&inner);
         let host = Arc::new(host::NodeHost::new(Arc::downgrade(&inner)));
-        *inner.server.lock() = Some(crate::net::serve(listener, net, host));
+        *inner.server.lock() = Some(crate::net::serve(listener, net, host, inner.broker.clone()));
         if member {
             // A member coming back: nothing to decide.
             *inner.bootstrap_state.lock() = Bootstrap::Member;
@@ -248,6 +277,20 @@ impl<S: LogStore> Node<S> {
         self.inner.node_id
     }
 
+    /// The nodes of the cluster (the peer table), this one included,
+    /// ascending; just this one for a node on its own.
+    pub fn nodes(&self) -> Vec<u64> {
+        match &self.inner.net {
+            Some(net) => net.members(),
+            None => vec![self.inner.node_id],
+        }
+    }
+
+    /// Whether the node runs as a member of a cluster (with a transport).
+    pub fn clustered(&self) -> bool {
+        self.inner.net.is_some()
+    }
+
     /// Applies `cmd` through the metadata group: the outer error is the
     /// cluster's (nothing was decided), the inner one the machine's answer.
     pub async fn meta_apply(
@@ -255,9 +298,44 @@ impl<S: LogStore> Node<S> {
         cmd: MetaCommand,
     ) -> Result<Result<MetaReply, MetaError>, ClusterError> {
         let req = proposal(pb::proposal::Command::Meta(cmd.into_proto()));
-        let (_, resp) = self.inner.meta.propose(req).await?;
+        let (index, resp) = self.inner.meta.propose(req).await?;
         let result = pb::MetaResult::decode(resp.0).map_err(DecodeError::from)?;
+        if self.inner.net.is_some() {
+            // Decided on the leader: [`Self::meta`] here shows it once
+            // this replica has applied it too.
+            self.inner.meta.wait_applied(index, META_APPLY_WAIT).await?;
+        }
         Ok(FromProto::from_proto(result)?)
+    }
+
+    /// Serves this node's broker to its peers' (see [`Self::publish_to`]).
+    pub fn set_broker(&self, host: Arc<dyn crate::BrokerHost>) {
+        *self.inner.broker.lock() = Some(host);
+    }
+
+    /// Hands `msg` to the queue `vhost`/`queue` that node `node` holds (a
+    /// transient queue lives on one node); true once that queue took it.
+    pub async fn publish_to(
+        &self,
+        node: u64,
+        vhost: &str,
+        queue: &str,
+        msg: warren_core::message::Message,
+    ) -> Result<bool, ClusterError> {
+        let net = self
+            .inner
+            .net
+            .as_ref()
+            .ok_or_else(|| ClusterError::Config("node runs without peers".into()))?;
+        net.publish_to(node, vhost, queue, msg, PUBLISH_TO_TIMEOUT)
+            .await
+            .map_err(|e| ClusterError::Transport(e.to_string()))
+    }
+
+    /// A counter that moves whenever the applied metadata does (changes
+    /// made on any node) or a queue replica starts or goes on this node.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// A copy of the applied metadata.
@@ -325,6 +403,7 @@ impl<S: LogStore> Node<S> {
             return Err(e);
         }
         self.inner.queues.lock().insert(group, q.clone());
+        self.inner.changed();
         Ok(q)
     }
 
@@ -405,6 +484,7 @@ impl<S: LogStore> Node<S> {
         save_identity(&self.inner.store, group, vhost, name).await?;
         let q = open_queue(&self.inner.store, self.inner.node_id, group, Some(net)).await?;
         self.inner.queues.lock().insert(group, q);
+        self.inner.changed();
         Ok(true)
     }
 
@@ -425,6 +505,7 @@ impl<S: LogStore> Node<S> {
             .lock()
             .remove(&group)
             .ok_or(ClusterError::NoSuchGroup(group))?;
+        self.inner.changed();
         q.shutdown().await?;
         self.inner.store.delete_group(group).await?;
         Ok(())

@@ -211,6 +211,11 @@ where
 }
 
 impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
+    /// This node's id.
+    pub(crate) fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
     /// Whether the group runs over the transport (may have other members).
     pub(crate) fn has_peers(&self) -> bool {
         self.net.is_some()
@@ -299,6 +304,38 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
             .await
             .map(|_| ())
             .map_err(raft_err)
+    }
+
+    /// Waits up to `timeout` until this replica has applied `index`.
+    pub(crate) async fn wait_applied(
+        &self,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "applied here")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Raft(format!("group {}: {e}", self.group)))
+    }
+
+    /// Calls `f` each time this replica's applied index moves, until `f`
+    /// returns false or the group stops.
+    pub(crate) fn on_applied(&self, f: impl Fn() -> bool + Send + 'static) {
+        let mut metrics = self.raft.metrics();
+        tokio::spawn(async move {
+            let mut last = metrics.borrow_watched().last_applied.map(|l| l.index);
+            while metrics.changed().await.is_ok() {
+                let now = metrics.borrow_watched().last_applied.map(|l| l.index);
+                if now != last {
+                    last = now;
+                    if !f() {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Waits up to `timeout` for the group to have a leader.

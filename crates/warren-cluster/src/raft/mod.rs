@@ -38,7 +38,7 @@ pub(crate) use bodies::read_message;
 pub(crate) use group::{GroupHandle, GroupNet, start_group};
 pub(crate) use log_store::LogAdapter;
 pub(crate) use meta_sm::{MetaCore, MetaMachine};
-pub(crate) use queue_sm::{QueueMachine, QueueShared, snapshot_prep};
+pub(crate) use queue_sm::{LocalEffects, QueueMachine, QueueShared, effect_owner, snapshot_prep};
 
 /// A normal log entry's data: an encoded `warren.log.v1.Proposal`. Kept as
 /// bytes so that the entry codec does not re-encode it, and so a message

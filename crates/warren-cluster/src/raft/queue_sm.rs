@@ -62,6 +62,30 @@ pub(crate) struct QueueCore {
 #[derive(Default)]
 pub(crate) struct QueueShared {
     pub(crate) core: Mutex<QueueCore>,
+    /// In a cluster: where the effects addressed to this node's owners go
+    /// as each replica applies an entry (see [`LocalEffects`]).
+    pub(crate) local: Mutex<Option<LocalEffects>>,
+}
+
+/// A replica of a group with members on several nodes executes the effects
+/// addressed to owners living on its own node (`OwnerId::node`), whoever
+/// proposed the command: every replica applies every committed entry, so
+/// each such effect is executed exactly once, by the node holding the
+/// owner's connection, and none is lost with a proposer's answer. Effects
+/// addressed to no owner (dead-lettering) stay with the proposer's answer.
+pub(crate) struct LocalEffects {
+    pub(crate) node_id: u64,
+    pub(crate) tx: tokio::sync::mpsc::UnboundedSender<Vec<queue::Effect<u64>>>,
+}
+
+/// The owner an effect is addressed to, if any.
+pub(crate) fn effect_owner(e: &queue::Effect<u64>) -> Option<queue::OwnerId> {
+    match e {
+        queue::Effect::Deliver { consumer, .. } | queue::Effect::ConsumerActivated { consumer } => {
+            Some(consumer.owner)
+        }
+        queue::Effect::DeadLetter { .. } => None,
+    }
 }
 
 impl QueueShared {
@@ -170,6 +194,7 @@ impl<S: LogStore> QueueMachine<S> {
             group,
             shared: Arc::new(QueueShared {
                 core: Mutex::new(core),
+                local: Mutex::new(None),
             }),
         })
     }
@@ -227,12 +252,14 @@ fn create(c: pb::queue_command::Create) -> Result<QueueState<u64>, io::Error> {
     Ok(QueueState::new(config).with_name(&vhost, &name))
 }
 
-/// Applies one normal entry at `index`; the encoded `QueueResult` if `want` (a proposer waits).
+/// Applies one normal entry at `index`; the encoded `QueueResult` if `want`
+/// (a proposer waits). Effects addressed to `local`'s node are sent there.
 pub(crate) fn apply_proposal(
     core: &mut QueueCore,
     index: u64,
     data: Bytes,
     want: bool,
+    local: Option<&LocalEffects>,
 ) -> Result<Response, io::Error> {
     let p = pb::Proposal::decode(data).map_err(io_err)?;
     let Some(pb::proposal::Command::Queue(mut cmd)) = p.command else {
@@ -266,6 +293,18 @@ pub(crate) fn apply_proposal(
                 now_ms: p.now_ms,
             };
             let (reply, fx) = queue::apply(&meta, op, state);
+            if let Some(local) = local {
+                let mine: Vec<_> = fx
+                    .iter()
+                    .filter(|e| effect_owner(e).is_some_and(|o| o.node() == local.node_id))
+                    .cloned()
+                    .collect();
+                if !mine.is_empty() {
+                    // No receiver (no queue actor yet, or a replay): the
+                    // owners they name are gone or not yet known.
+                    let _ = local.tx.send(mine);
+                }
+            }
             if want {
                 result.reply = Some(reply.into_proto());
                 result.effects = fx.into_iter().map(IntoProto::into_proto).collect();
@@ -364,7 +403,8 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
                     }
                     EntryPayload::Normal(req) => {
                         let want = responder.is_some();
-                        apply_proposal(&mut core, entry.log_id.index, req.0, want)?
+                        let local = self.shared.local.lock();
+                        apply_proposal(&mut core, entry.log_id.index, req.0, want, local.as_ref())?
                     }
                 }
             };

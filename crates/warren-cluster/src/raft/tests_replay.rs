@@ -93,7 +93,7 @@ fn log() -> impl Strategy<Value = Vec<Bytes>> {
 fn apply_range(core: &mut QueueCore, log: &[Bytes], range: std::ops::Range<usize>) {
     for i in range {
         let index = u64::try_from(i).expect("small") + 1;
-        apply_proposal(core, index, log[i].clone(), false).expect("applies");
+        apply_proposal(core, index, log[i].clone(), false, None).expect("applies");
     }
 }
 

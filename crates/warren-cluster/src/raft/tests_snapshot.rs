@@ -71,7 +71,7 @@ async fn deepen(dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
     let mut moved = BTreeSet::new();
     for i in 1..=n {
         let index = last.index + i;
-        apply_proposal(&mut core, index, enqueue_proposal(i), false)?;
+        apply_proposal(&mut core, index, enqueue_proposal(i), false, None)?;
         let body: pb::Message = message(i).into_proto();
         bodies.push((index, Bytes::from(body.encode_to_vec())));
         moved.insert(index);

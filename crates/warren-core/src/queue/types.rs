@@ -26,6 +26,26 @@ pub struct Meta {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OwnerId(pub u64);
 
+impl OwnerId {
+    /// Bits below the node id in an owner id: an owner (a channel) lives
+    /// on one node, and in a cluster the node applying a queue's log
+    /// executes the deliveries of its own owners.
+    pub const NODE_SHIFT: u32 = 52;
+    /// Largest node id an owner id can carry.
+    pub const MAX_NODE: u64 = (1 << (64 - Self::NODE_SHIFT)) - 1;
+
+    /// An owner id of node `node` (at most [`Self::MAX_NODE`]), unique on
+    /// that node by `local` (taken modulo 2^52).
+    pub fn on_node(node: u64, local: u64) -> OwnerId {
+        OwnerId((node << Self::NODE_SHIFT) | (local & ((1 << Self::NODE_SHIFT) - 1)))
+    }
+
+    /// The node the owner lives on.
+    pub fn node(self) -> u64 {
+        self.0 >> Self::NODE_SHIFT
+    }
+}
+
 /// A consumer: its channel plus the consumer tag it registered under.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConsumerKey {

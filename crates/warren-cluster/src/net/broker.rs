@@ -1,0 +1,95 @@
+//! The node's `warren.broker.v1.Broker` service (`proto/warren/broker.proto`):
+//! what one node's broker hands another's, over the same per-peer channel
+//! as Raft. The broker above this crate answers through [`BrokerHost`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tonic::{Request, Response, Status};
+use warren_core::message::Message;
+use warren_rpc::broker as rpc;
+use warren_rpc::broker::broker_client::BrokerClient;
+use warren_rpc::broker::broker_server::{Broker, BrokerServer};
+
+use super::{MAX_MESSAGE, Net, NetError};
+use crate::convert::{FromProto, IntoProto};
+
+/// The broker of this node, as its peers reach it.
+pub trait BrokerHost: Send + Sync + 'static {
+    /// Puts `msg` on the queue `vhost`/`queue` this node holds; true once
+    /// the queue took it, false if it refused it or there is no such queue.
+    fn publish(&self, vhost: String, queue: String, msg: Message) -> BoxFuture<'static, bool>;
+}
+
+/// Where the service finds the broker (set once the broker runs).
+pub(crate) type BrokerSlot = Arc<Mutex<Option<Arc<dyn BrokerHost>>>>;
+
+struct BrokerService {
+    node: u64,
+    host: BrokerSlot,
+}
+
+#[tonic::async_trait]
+impl Broker for BrokerService {
+    async fn publish(
+        &self,
+        req: Request<rpc::PublishRequest>,
+    ) -> Result<Response<rpc::PublishResponse>, Status> {
+        let host = self.host.lock().clone().ok_or_else(|| {
+            Status::unavailable(format!("node {}: the broker is not running yet", self.node))
+        })?;
+        let mut puts = Vec::new();
+        for m in req.into_inner().messages {
+            let msg = m
+                .message
+                .ok_or_else(|| Status::invalid_argument("a publish without its message"))?;
+            let msg = Message::from_proto(msg)
+                .map_err(|e| Status::invalid_argument(format!("bad message: {e}")))?;
+            puts.push(host.publish(m.vhost, m.queue, msg));
+        }
+        // Each queue takes its message in the order sent (the calls were
+        // made in order); the answers are awaited together.
+        let taken = futures::future::join_all(puts).await;
+        Ok(Response::new(rpc::PublishResponse { taken }))
+    }
+}
+
+/// The service over `host`, for the node's gRPC server.
+pub(crate) fn service(node: u64, host: BrokerSlot) -> BrokerServer<impl Broker> {
+    BrokerServer::new(BrokerService { node, host })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+impl Net {
+    /// Hands `msg` to the queue `vhost`/`queue` held by `node`; true once
+    /// that queue took it.
+    pub(crate) async fn publish_to(
+        &self,
+        node: u64,
+        vhost: &str,
+        queue: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<bool, NetError> {
+        let channel = self.channel(node)?;
+        let mut client = BrokerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let mut req = Request::new(rpc::PublishRequest {
+            messages: vec![rpc::QueuedMessage {
+                vhost: vhost.to_owned(),
+                queue: queue.to_owned(),
+                message: Some(msg.into_proto()),
+            }],
+        });
+        req.set_timeout(timeout);
+        let resp = client
+            .publish(req)
+            .await
+            .map_err(|status| NetError::Rpc { node, status })?;
+        Ok(resp.into_inner().taken.first().copied().unwrap_or(false))
+    }
+}

@@ -1,0 +1,84 @@
+//! Several `warren serve` processes forming one cluster on 127.0.0.1, for
+//! tests that kill nodes with SIGKILL and check what the others did.
+//!
+//! Each node gets its own data directory, an ephemeral AMQP port, and a
+//! cluster port chosen up front (the peer table names every node's cluster
+//! address before any starts). The nodes start together: each one waits
+//! for a majority of its peers before it listens for clients.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+
+use anyhow::Context as _;
+
+use crate::process::WarrenProcess;
+
+/// A cluster of `warren serve` children. Dropping it kills them all.
+pub struct Cluster {
+    pub nodes: Vec<WarrenProcess>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) and waits until each listens for
+    /// clients; `None` (after printing why) when the tests run against an
+    /// external broker.
+    pub async fn start(test: &str, n: u64) -> anyhow::Result<Option<Cluster>> {
+        if std::env::var(crate::BROKER_ENV).is_ok() {
+            eprintln!("SKIPPED {test}: needs warren nodes it can start and kill");
+            return Ok(None);
+        }
+        let ports = free_ports(n as usize)?;
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}@{a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let starts = ports.iter().enumerate().map(|(i, addr)| {
+            let args: Vec<OsString> = vec![
+                "--node-id".into(),
+                (i + 1).to_string().into(),
+                "--peers".into(),
+                peers.clone().into(),
+                "--cluster-listen".into(),
+                addr.to_string().into(),
+            ];
+            WarrenProcess::start_with(test, args)
+        });
+        let mut nodes = Vec::new();
+        for (i, started) in futures::future::join_all(starts)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let node = started
+                .with_context(|| format!("starting node {}", i + 1))?
+                .context("external broker")?;
+            nodes.push(node);
+        }
+        Ok(Some(Cluster { nodes }))
+    }
+
+    /// Node `id` (1-based, as in the peer table).
+    pub fn node(&self, id: u64) -> &WarrenProcess {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut WarrenProcess {
+        &mut self.nodes[(id - 1) as usize]
+    }
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (bound together, then
+/// released: another process could take one in between, which the start
+/// would then report).
+fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free ports")?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().context("a free port"))
+        .collect()
+}

@@ -1,0 +1,456 @@
+//! Three `warren serve` processes as one cluster on 127.0.0.1 (see
+//! `warren_e2e::cluster`): clients on any node share the durable queues,
+//! and killing a queue's leader with SIGKILL loses no confirmed message.
+//!
+//! The broker must be built first (`cargo build -p warren --bin warren`).
+//! These tests need nodes they can start and kill: against an external
+//! broker (`WARREN_TEST_BROKER`) they skip. Durations are printed, never
+//! asserted.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Confirmation, ExchangeKind};
+use warren_e2e::cluster::Cluster;
+use warren_e2e::process::{
+    SharedLedger, declare_durable, drain, persistent, publish_confirmed, seq_of, with_limit,
+};
+use warren_e2e::{consume, queue_counts};
+
+/// One cluster at a time: three brokers per test on a small machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Polls `check` until it gives something, for at most `limit`.
+async fn wait_until<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the queue is visible (passive declare) through `conn`: a
+/// declaration on another node reaches this one's metadata a moment later.
+async fn wait_for_queue(conn: &lapin::Connection, queue: &str) -> anyhow::Result<()> {
+    wait_until(
+        Duration::from_secs(20),
+        "the queue on this node",
+        || async {
+            let ch = conn.create_channel().await.ok()?;
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            let ok = ch
+                .queue_declare(queue.into(), options, FieldTable::default())
+                .await
+                .is_ok();
+            let _ = ch.close(200, "".into()).await;
+            ok.then_some(())
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_any_node_share_a_durable_queue() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start("clients_on_any_node_share_a_durable_queue", 3).await?
+    else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        let (c1, c2, c3) = (
+            cluster.node(1).connect().await?,
+            cluster.node(2).connect().await?,
+            cluster.node(3).connect().await?,
+        );
+        // Declared on node 1: a quorum queue replicated on all three.
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "shared", FieldTable::default()).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch1.exchange_declare(
+            "fx".into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch1.queue_bind(
+            "shared".into(),
+            "fx".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        wait_for_queue(&c2, "shared").await?;
+        wait_for_queue(&c3, "shared").await?;
+
+        // A consumer on node 3, a publisher on node 2 (through the fanout
+        // bound on node 1).
+        let ch3 = c3.create_channel().await?;
+        ch3.basic_qos(50, BasicQosOptions::default()).await?;
+        let mut consumer = consume(&ch3, "shared", BasicConsumeOptions::default()).await?;
+        let ch2 = c2.create_channel().await?;
+        ch2.confirm_select(ConfirmSelectOptions::default()).await?;
+        const N: u64 = 500;
+        let mut confirms = Vec::new();
+        for i in 0..N {
+            let body = format!("m-{i}|");
+            let c = ch2
+                .basic_publish(
+                    "fx".into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    persistent(),
+                )
+                .await?;
+            confirms.push(c);
+        }
+        for c in confirms {
+            anyhow::ensure!(
+                matches!(c.await?, Confirmation::Ack(_)),
+                "a publish was nacked"
+            );
+        }
+        let began = Instant::now();
+        let mut seen = BTreeSet::new();
+        while seen.len() < N as usize {
+            let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .context("waiting for deliveries on node 3")?
+                .context("consumer ended")??;
+            anyhow::ensure!(!d.redelivered, "first delivery flagged redelivered");
+            let body = String::from_utf8(d.data.clone())?;
+            anyhow::ensure!(seen.insert(body.clone()), "{body} delivered twice");
+            d.ack(BasicAckOptions::default()).await?;
+        }
+        eprintln!(
+            "{N} published on node 2 consumed on node 3 in {:?} after the last confirm",
+            began.elapsed()
+        );
+        let expected: BTreeSet<String> = (0..N).map(|i| format!("m-{i}|")).collect();
+        anyhow::ensure!(
+            seen == expected,
+            "the set delivered differs from the set published"
+        );
+        ch3.close(200, "done".into()).await?;
+
+        // The acks reached the queue, whichever node looks at it.
+        for c in [&c1, &c2] {
+            let ch = c.create_channel().await?;
+            wait_until(Duration::from_secs(20), "an empty queue", || async {
+                let (ready, _) = queue_counts(&ch, "shared").await.ok()?;
+                (ready == 0).then_some(())
+            })
+            .await?;
+        }
+
+        // basic.get on node 1 of a message published on node 3.
+        let ch3 = c3.create_channel().await?;
+        ch3.basic_publish(
+            "".into(),
+            "shared".into(),
+            BasicPublishOptions::default(),
+            b"via-get",
+            persistent(),
+        )
+        .await?;
+        let got = wait_until(Duration::from_secs(20), "basic.get on node 1", || async {
+            ch1.basic_get("shared".into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        })
+        .await?;
+        anyhow::ensure!(
+            got.delivery.data == b"via-get",
+            "basic.get returned another message"
+        );
+
+        // Deleted on node 2: gone on every node.
+        let ch2 = c2.create_channel().await?;
+        ch2.queue_delete("shared".into(), Default::default())
+            .await?;
+        wait_until(
+            Duration::from_secs(20),
+            "the queue gone on node 3",
+            || async {
+                let ch = c3.create_channel().await.ok()?;
+                let options = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let r = ch
+                    .queue_declare("shared".into(), options, FieldTable::default())
+                    .await;
+                r.is_err().then_some(())
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_queue_leader_loses_no_confirmed_message() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "killing_the_queue_leader_loses_no_confirmed_message";
+    let Some(mut cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // Declared on node 1, which leads the queue's group.
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "q", FieldTable::default()).await?;
+        let c2 = cluster.node(2).connect().await?;
+        wait_for_queue(&c2, "q").await?;
+
+        // A publisher with confirms on node 2; node 1 dies under it.
+        let ledger = SharedLedger::default();
+        let publisher = tokio::spawn(publish_confirmed(
+            c2.create_channel().await?,
+            "q".into(),
+            "k".into(),
+            1024,
+            4000,
+            ledger.clone(),
+        ));
+        wait_until(Duration::from_secs(60), "500 confirms", || async {
+            (ledger.lock().acked >= 500).then_some(())
+        })
+        .await?;
+        let killed = Instant::now();
+        cluster.node_mut(1).kill9().await?;
+        eprintln!("node 1 killed with {} confirmed", ledger.lock().acked);
+        let watch = ledger.clone();
+        let progress = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let l = watch.lock();
+                eprintln!(
+                    "publisher: {} sent, {} acked, {} nacked",
+                    l.outcomes.len(),
+                    l.acked,
+                    l.nacked
+                );
+            }
+        });
+        let published = publisher.await?;
+        progress.abort();
+        let (acked, nacked) = {
+            let l = ledger.lock();
+            (l.acked, l.nacked)
+        };
+        eprintln!(
+            "publisher done {:?} after the kill: {published:?}; acked {acked} nacked {nacked}",
+            killed.elapsed(),
+        );
+
+        // Every confirmed message is on node 3.
+        let c3 = cluster.node(3).connect().await?;
+        let (_, got) = drain(&c3, "q").await?;
+        let delivered: BTreeSet<u64> = got.iter().filter_map(|d| seq_of("k", &d.data)).collect();
+        let outcomes = ledger.lock().outcomes.clone();
+        let lost: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(seq, o)| {
+                **o == warren_e2e::process::Outcome::Acked && !delivered.contains(&(*seq as u64))
+            })
+            .map(|(seq, _)| seq)
+            .collect();
+        eprintln!(
+            "drained {} on node 3; {} confirmed; lost {}",
+            got.len(),
+            ledger.lock().acked,
+            lost.len()
+        );
+        anyhow::ensure!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+        anyhow::ensure!(
+            ledger.lock().acked >= 500,
+            "too few confirms to mean anything"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_on_any_node_reach_an_exclusive_queue() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "publishes_on_any_node_reach_an_exclusive_queue";
+    let Some(cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // An exclusive, server-named queue on node 2, bound to a fanout
+        // declared on node 1 (a reply queue of the RPC tutorial, too).
+        let c2 = cluster.node(2).connect().await?;
+        let ch2 = c2.create_channel().await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let q = ch2
+            .queue_declare("".into(), options, FieldTable::default())
+            .await?;
+        let name = q.name().as_str().to_owned();
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        ch1.exchange_declare(
+            "logs".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch2.queue_bind(
+            name.as_str().into(),
+            "logs".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let mut consumer = consume(
+            &ch2,
+            &name,
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+        )
+        .await?;
+
+        // Node 1 publishes through the fanout, node 3 straight to the
+        // queue by name; both with confirms. The binding made on node 2
+        // reaches node 1's routing a moment later: publish until it does.
+        ch1.confirm_select(ConfirmSelectOptions::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            let c = ch1
+                .basic_publish(
+                    "logs".into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    b"probe",
+                    persistent(),
+                )
+                .await?;
+            c.await?;
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
+            {
+                break d?;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the fanout never reached the queue"
+            );
+        };
+        anyhow::ensure!(first.data == b"probe", "unexpected first message");
+        for i in 0..50 {
+            let c = ch1
+                .basic_publish(
+                    "logs".into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    format!("n1-{i}").as_bytes(),
+                    persistent(),
+                )
+                .await?;
+            anyhow::ensure!(matches!(c.await?, Confirmation::Ack(_)), "nacked");
+        }
+        let c3 = cluster.node(3).connect().await?;
+        let ch3 = c3.create_channel().await?;
+        ch3.confirm_select(ConfirmSelectOptions::default()).await?;
+        let mut mandatory = BasicPublishOptions::default();
+        mandatory.mandatory = true;
+        for i in 0..50 {
+            let c = ch3
+                .basic_publish(
+                    "".into(),
+                    name.as_str().into(),
+                    mandatory,
+                    format!("n3-{i}").as_bytes(),
+                    persistent(),
+                )
+                .await?;
+            anyhow::ensure!(matches!(c.await?, Confirmation::Ack(_)), "nacked");
+        }
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .context("waiting for deliveries on node 2")?
+                .context("consumer ended")??;
+            let body = String::from_utf8(d.data)?;
+            // A probe that came late is not one of the 100.
+            if body != "probe" {
+                got.push(body);
+            }
+        }
+        // Each publisher's messages arrive in the order it sent them.
+        let from =
+            |p: &str| -> Vec<String> { got.iter().filter(|b| b.starts_with(p)).cloned().collect() };
+        let want = |p: &str| -> Vec<String> { (0..50).map(|i| format!("{p}{i}")).collect() };
+        anyhow::ensure!(
+            from("n1-") == want("n1-"),
+            "node 1's messages: {:?}",
+            from("n1-")
+        );
+        anyhow::ensure!(
+            from("n3-") == want("n3-"),
+            "node 3's messages: {:?}",
+            from("n3-")
+        );
+
+        // The queue goes with its connection, on every node.
+        c2.close(200, "bye".into()).await?;
+        wait_until(
+            Duration::from_secs(20),
+            "the queue gone on node 3",
+            || async {
+                let ch = c3.create_channel().await.ok()?;
+                let options = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let r = ch
+                    .queue_declare(name.as_str().into(), options, FieldTable::default())
+                    .await;
+                r.is_err().then_some(())
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
