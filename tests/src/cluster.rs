@@ -16,6 +16,8 @@ use crate::process::WarrenProcess;
 /// A cluster of `warren serve` children. Dropping it kills them all.
 pub struct Cluster {
     pub nodes: Vec<WarrenProcess>,
+    /// Each node's cluster gRPC address (`--cluster-listen`), by id - 1.
+    pub cluster_addrs: Vec<SocketAddr>,
 }
 
 impl Cluster {
@@ -56,7 +58,10 @@ impl Cluster {
                 .context("external broker")?;
             nodes.push(node);
         }
-        Ok(Some(Cluster { nodes }))
+        Ok(Some(Cluster {
+            nodes,
+            cluster_addrs: ports,
+        }))
     }
 
     /// Node `id` (1-based, as in the peer table).
@@ -66,6 +71,24 @@ impl Cluster {
 
     pub fn node_mut(&mut self, id: u64) -> &mut WarrenProcess {
         &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Runs `warren ctl --node <node id's cluster address> ARGS…` and
+    /// returns its stdout (an error with its stderr if it failed).
+    pub async fn ctl(&self, id: u64, args: &[&str]) -> anyhow::Result<String> {
+        let addr = self.cluster_addrs[(id - 1) as usize].to_string();
+        let out = tokio::process::Command::new(crate::process::warren_bin()?)
+            .args(["ctl", "--node", &addr])
+            .args(args)
+            .output()
+            .await
+            .context("running warren ctl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "warren ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
     }
 }
 

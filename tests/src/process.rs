@@ -269,7 +269,7 @@ impl Drop for WarrenProcess {
 
 /// The `warren` binary: `$WARREN_BIN`, else next to the test executable's
 /// `deps` directory.
-fn warren_bin() -> anyhow::Result<PathBuf> {
+pub fn warren_bin() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os(BIN_ENV) {
         return Ok(PathBuf::from(bin));
     }

@@ -109,6 +109,26 @@ async fn clients_on_any_node_share_a_durable_queue() -> anyhow::Result<()> {
         wait_for_queue(&c2, "shared").await?;
         wait_for_queue(&c3, "shared").await?;
 
+        // Every node reports the same cluster: three members up, the queue
+        // on all three, led by the node it was declared on.
+        for id in 1..=3 {
+            let status = cluster.ctl(id, &["cluster", "status"]).await?;
+            eprintln!("warren ctl cluster status on node {id}:\n{status}");
+            anyhow::ensure!(status.contains(&format!("asked node: {id}")), "{status}");
+            for n in 1..=3 {
+                let line = format!("node {n} {} up\n", cluster.cluster_addrs[n - 1]);
+                anyhow::ensure!(status.contains(&line), "no '{line}' in:\n{status}");
+            }
+            let queue = status
+                .lines()
+                .find(|l| l.starts_with("queue shared vhost / "))
+                .with_context(|| format!("queue missing in:\n{status}"))?;
+            anyhow::ensure!(
+                queue.ends_with("leader 1 replicas [1,2,3]"),
+                "queue line: {queue}"
+            );
+        }
+
         // A consumer on node 3, a publisher on node 2 (through the fanout
         // bound on node 1).
         let ch3 = c3.create_channel().await?;
@@ -391,8 +411,10 @@ async fn publishes_on_any_node_reach_an_exclusive_queue() -> anyhow::Result<()> 
         let c3 = cluster.node(3).connect().await?;
         let ch3 = c3.create_channel().await?;
         ch3.confirm_select(ConfirmSelectOptions::default()).await?;
-        let mut mandatory = BasicPublishOptions::default();
-        mandatory.mandatory = true;
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
         for i in 0..50 {
             let c = ch3
                 .basic_publish(

@@ -47,7 +47,7 @@ mod queue_group;
 mod raft;
 
 pub use error::ClusterError;
-pub use net::BrokerHost;
+pub use net::{BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report};
 pub use node::{Bootstrap, ClusterConfig, ClusterStatus, Node};
 pub use queue_group::QueueGroup;
 pub use warren_storage::GroupId;

@@ -19,6 +19,8 @@ enum Command {
     Serve(warren::serve::ServeArgs),
     /// Generate load against a broker and report throughput and latency.
     Perf(warren::perf::PerfArgs),
+    /// Administer a running cluster.
+    Ctl(warren::ctl::CtlArgs),
 }
 
 #[tokio::main]
@@ -36,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Perf(args) => warren::perf::run(args).await,
+        Command::Ctl(args) => warren::ctl::run(args).await,
     }
 }
 

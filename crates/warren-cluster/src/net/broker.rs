@@ -10,6 +10,8 @@ use parking_lot::Mutex;
 use tonic::{Request, Response, Status};
 use warren_core::message::Message;
 use warren_rpc::broker as rpc;
+use warren_rpc::broker::admin_client::AdminClient;
+use warren_rpc::broker::admin_server::{Admin, AdminServer};
 use warren_rpc::broker::broker_client::BrokerClient;
 use warren_rpc::broker::broker_server::{Broker, BrokerServer};
 
@@ -92,4 +94,141 @@ impl Net {
             .map_err(|status| NetError::Rpc { node, status })?;
         Ok(resp.into_inner().taken.first().copied().unwrap_or(false))
     }
+}
+
+/// What one node reports of the cluster (`warren ctl cluster status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterReport {
+    pub node_id: u64,
+    pub meta_leader: Option<u64>,
+    pub meta_voters: Vec<u64>,
+    pub meta_learners: Vec<u64>,
+    pub nodes: Vec<NodeReport>,
+    pub queues: Vec<QueueReport>,
+}
+
+/// A node of the peer table as the reporting node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeReport {
+    pub node_id: u64,
+    pub address: String,
+    /// It answered the reporting node just now.
+    pub reachable: bool,
+    /// Its metadata group has a membership (it founded or joined).
+    pub member: bool,
+}
+
+/// One queue group the reporting node holds a replica of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueReport {
+    pub group: u64,
+    pub vhost: String,
+    pub name: String,
+    pub leader: Option<u64>,
+    pub members: Vec<u64>,
+}
+
+impl From<ClusterReport> for rpc::StatusResponse {
+    fn from(r: ClusterReport) -> Self {
+        rpc::StatusResponse {
+            node_id: r.node_id,
+            meta_leader: r.meta_leader,
+            meta_voters: r.meta_voters,
+            meta_learners: r.meta_learners,
+            nodes: r
+                .nodes
+                .into_iter()
+                .map(|n| rpc::NodeHealth {
+                    node_id: n.node_id,
+                    address: n.address,
+                    reachable: n.reachable,
+                    member: n.member,
+                })
+                .collect(),
+            queues: r
+                .queues
+                .into_iter()
+                .map(|q| rpc::QueueReplicas {
+                    group_id: q.group,
+                    vhost: q.vhost,
+                    name: q.name,
+                    leader: q.leader,
+                    members: q.members,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<rpc::StatusResponse> for ClusterReport {
+    fn from(r: rpc::StatusResponse) -> Self {
+        ClusterReport {
+            node_id: r.node_id,
+            meta_leader: r.meta_leader,
+            meta_voters: r.meta_voters,
+            meta_learners: r.meta_learners,
+            nodes: r
+                .nodes
+                .into_iter()
+                .map(|n| NodeReport {
+                    node_id: n.node_id,
+                    address: n.address,
+                    reachable: n.reachable,
+                    member: n.member,
+                })
+                .collect(),
+            queues: r
+                .queues
+                .into_iter()
+                .map(|q| QueueReport {
+                    group: q.group_id,
+                    vhost: q.vhost,
+                    name: q.name,
+                    leader: q.leader,
+                    members: q.members,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Makes the node's report (set by the node when its server starts).
+pub(crate) type ReportFn =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<ClusterReport, Status>> + Send + Sync>;
+
+struct AdminService {
+    report: ReportFn,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _req: Request<rpc::StatusRequest>,
+    ) -> Result<Response<rpc::StatusResponse>, Status> {
+        Ok(Response::new((self.report)().await?.into()))
+    }
+}
+
+/// The admin service over `report`, for the node's gRPC server.
+pub(crate) fn admin_service(report: ReportFn) -> AdminServer<impl Admin> {
+    AdminServer::new(AdminService { report })
+}
+
+/// Asks the node whose cluster gRPC address is `addr` for its report.
+pub async fn cluster_report(addr: &str, timeout: Duration) -> Result<ClusterReport, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr}: bad address: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    let mut client = AdminClient::new(channel);
+    client
+        .status(rpc::StatusRequest {})
+        .await
+        .map(|r| r.into_inner().into())
+        .map_err(|s| format!("{addr}: {}", s.message()))
 }

@@ -132,9 +132,11 @@ pub(crate) fn serve(
     net: Arc<Net>,
     host: Arc<dyn Host>,
     broker: super::BrokerSlot,
+    report: super::ReportFn,
 ) -> ServerTask {
     let node = net.node_id();
     let broker = super::broker::service(node, broker);
+    let admin = super::broker::admin_service(report);
     let service = RaftServer::new(RaftService { net, host })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -144,6 +146,7 @@ pub(crate) fn serve(
         let r = tonic::transport::Server::builder()
             .add_service(service)
             .add_service(broker)
+            .add_service(admin)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })

@@ -33,6 +33,8 @@ use crate::ClusterError;
 /// How long creating a queue group keeps asking a member to start its replica.
 const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const REPLICA_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a peer may take to answer the ping of a status report.
+const REPORT_PING: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long handing a message to another node's queue may take.
 const PUBLISH_TO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a metadata change decided on the leader may take to be applied here.
@@ -262,7 +264,23 @@ impl<S: LogStore> Node<S> {
         ));
         watch_meta_applied(&inner);
         let host = Arc::new(host::NodeHost::new(Arc::downgrade(&inner)));
-        *inner.server.lock() = Some(crate::net::serve(listener, net, host, inner.broker.clone()));
+        let weak = Arc::downgrade(&inner);
+        let report: crate::net::ReportFn = Arc::new(move || {
+            let node = weak.upgrade().map(|inner| Node { inner });
+            Box::pin(async move {
+                match node {
+                    Some(node) => Ok(node.report().await),
+                    None => Err(tonic::Status::unavailable("node stopping")),
+                }
+            })
+        });
+        *inner.server.lock() = Some(crate::net::serve(
+            listener,
+            net,
+            host,
+            inner.broker.clone(),
+            report,
+        ));
         if member {
             // A member coming back: nothing to decide.
             *inner.bootstrap_state.lock() = Bootstrap::Member;
@@ -306,6 +324,59 @@ impl<S: LogStore> Node<S> {
             self.inner.meta.wait_applied(index, META_APPLY_WAIT).await?;
         }
         Ok(FromProto::from_proto(result)?)
+    }
+
+    /// What this node sees of the cluster: the metadata group, whether
+    /// each node of the peer table answers it now, and every queue group
+    /// it holds a replica of.
+    pub async fn report(&self) -> crate::ClusterReport {
+        let status = self.cluster_status();
+        let nodes = match &self.inner.net {
+            Some(net) => {
+                let asks = net.members().into_iter().map(|id| {
+                    let net = net.clone();
+                    async move {
+                        let address = net.addr(id).map(|a| a.to_string()).unwrap_or_default();
+                        let info = net.cluster_info(id, REPORT_PING).await;
+                        crate::NodeReport {
+                            node_id: id,
+                            address,
+                            reachable: info.is_ok(),
+                            member: info.is_ok_and(|i| i.meta_initialized),
+                        }
+                    }
+                });
+                futures::future::join_all(asks).await
+            }
+            None => vec![crate::NodeReport {
+                node_id: self.inner.node_id,
+                address: String::new(),
+                reachable: true,
+                member: true,
+            }],
+        };
+        let groups: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
+        let queues = groups
+            .iter()
+            .map(|q| {
+                let (vhost, name) = q.identity();
+                crate::QueueReport {
+                    group: q.group(),
+                    vhost: vhost.to_owned(),
+                    name: name.to_owned(),
+                    leader: q.leader(),
+                    members: q.members(),
+                }
+            })
+            .collect();
+        crate::ClusterReport {
+            node_id: status.node_id,
+            meta_leader: status.meta_leader,
+            meta_voters: status.meta_voters,
+            meta_learners: status.meta_learners,
+            nodes,
+            queues,
+        }
     }
 
     /// Serves this node's broker to its peers' (see [`Self::publish_to`]).

@@ -438,6 +438,7 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
         snapshot: Bytes,
     ) -> Result<(), io::Error> {
         let (snapshot, bodies) = split_bodies(snapshot)?;
+        tracing::info!(group = self.group, last = ?meta.last_log_id, bodies = bodies.len(), "installing a queue snapshot from the leader");
         let mut core = restore(snapshot.clone())?;
         if !bodies.is_empty() {
             // The bodies first, recorded as moved out of the log (like a

@@ -1,0 +1,120 @@
+//! `warren ctl`: administers a running cluster through any node's cluster
+//! gRPC address (`--cluster-listen`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use warren_cluster::ClusterReport;
+
+/// `warren ctl …`
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The cluster gRPC address of any node (its `--cluster-listen`).
+    #[arg(long, env = "WARREN_CTL_NODE", default_value = "127.0.0.1:25672")]
+    pub node: String,
+    /// Seconds to wait for the node's answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CtlCommand {
+    /// About the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Members, the metadata leader, each node's health as the asked node
+    /// sees it, and each queue's leader and replicas.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    match args.command {
+        CtlCommand::Cluster(ClusterCommand::Status { json }) => {
+            let report = warren_cluster::cluster_report(&args.node, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("asking {} for the cluster status: {e}", args.node))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+            } else {
+                print!("{}", report_text(&report));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ids(v: &[u64]) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn or_none(v: Option<u64>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+/// The report as text: one line per node, then one per queue.
+pub fn report_text(r: &ClusterReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "asked node: {}", r.node_id);
+    let _ = writeln!(
+        out,
+        "metadata: leader {} voters [{}] learners [{}]",
+        or_none(r.meta_leader),
+        ids(&r.meta_voters),
+        ids(&r.meta_learners)
+    );
+    for n in &r.nodes {
+        let health = match (n.reachable, n.member) {
+            (true, true) => "up",
+            (true, false) => "up, not joined",
+            (false, _) => "unreachable",
+        };
+        let _ = writeln!(out, "node {} {} {health}", n.node_id, n.address);
+    }
+    for q in &r.queues {
+        let _ = writeln!(
+            out,
+            "queue {} vhost {} group {} leader {} replicas [{}]",
+            q.name,
+            q.vhost,
+            q.group,
+            or_none(q.leader),
+            ids(&q.members)
+        );
+    }
+    out
+}
+
+fn report_json(r: &ClusterReport) -> serde_json::Value {
+    serde_json::json!({
+        "asked_node": r.node_id,
+        "metadata": {
+            "leader": r.meta_leader,
+            "voters": r.meta_voters,
+            "learners": r.meta_learners,
+        },
+        "nodes": r.nodes.iter().map(|n| serde_json::json!({
+            "id": n.node_id,
+            "address": n.address,
+            "reachable": n.reachable,
+            "member": n.member,
+        })).collect::<Vec<_>>(),
+        "queues": r.queues.iter().map(|q| serde_json::json!({
+            "vhost": q.vhost,
+            "name": q.name,
+            "group": q.group,
+            "leader": q.leader,
+            "replicas": q.members,
+        })).collect::<Vec<_>>(),
+    })
+}
