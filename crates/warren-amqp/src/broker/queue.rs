@@ -224,6 +224,16 @@ pub struct QueueSpawn {
 /// publishers.
 const MAX_IN_FLIGHT: usize = 8192;
 
+/// How many times a settlement the log could not commit is submitted again.
+const SETTLE_RETRIES: u32 = 5;
+
+fn again(cmd: Command<Arc<Message>>) -> Then {
+    Then::Again {
+        cmd,
+        left: SETTLE_RETRIES,
+    }
+}
+
 /// How often the actor of a clustered queue whose leader is on another
 /// node looks again whether it leads now (expiry ticks and `x-expires`
 /// are the leader's node's work).
@@ -256,6 +266,7 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         credit: BTreeMap::new(),
         credit_order: VecDeque::new(),
         had_consumer: false,
+        resubmit: Vec::new(),
         last_used: Instant::now(),
         me: handle.clone(),
         spec,
@@ -291,6 +302,15 @@ enum Driver {
 /// What to do with a command's reply once the machine has applied it.
 enum Then {
     Nothing,
+    /// A settlement (ack, nack, reject, an owner going down): if the log
+    /// could not commit it (no leader for a while), it is submitted again,
+    /// up to `left` more times. Each is harmless to apply twice (a message
+    /// settled already is not found), and losing one would leave its
+    /// message out with a consumer that acked it.
+    Again {
+        cmd: Command<Arc<Message>>,
+        left: u32,
+    },
     Tick,
     Confirm(Option<ConfirmTo>),
     Subscribed {
@@ -320,6 +340,8 @@ struct Actor {
     credit: BTreeMap<ConsumerKey, CreditConsumer>,
     credit_order: VecDeque<ConsumerKey>,
     had_consumer: bool,
+    /// Settlements to submit again (see `Then::Again`).
+    resubmit: Vec<(Command<Arc<Message>>, Then)>,
     /// Last consume/get/declare/cancel, for `x-expires`.
     last_used: Instant,
     me: QueueHandle,
@@ -407,6 +429,11 @@ impl Actor {
             };
             if flow == Flow::Stop {
                 return;
+            }
+            for (cmd, then) in std::mem::take(&mut self.resubmit) {
+                if self.apply(cmd, then).await == Flow::Stop {
+                    return;
+                }
             }
             self.grant_credit().await;
         }
@@ -582,7 +609,19 @@ impl Actor {
             Then::Stats(reply) => {
                 let _ = reply.send((self.message_count(), self.consumer_count()));
             }
-            Then::Nothing | Then::Tick | Then::Confirm(None) | Then::Cancelled => {}
+            Then::Again { cmd, left } if left > 0 => {
+                tracing::info!(queue = %self.spec.name, "submitting a settlement again");
+                let then = Then::Again {
+                    cmd: cmd.clone(),
+                    left: left - 1,
+                };
+                self.resubmit.push((cmd, then));
+            }
+            Then::Nothing
+            | Then::Again { .. }
+            | Then::Tick
+            | Then::Confirm(None)
+            | Then::Cancelled => {}
         }
     }
 
@@ -611,7 +650,7 @@ impl Actor {
     /// What follows a command's reply.
     async fn complete(&mut self, then: Then, reply: Reply<Arc<Message>>) -> Flow {
         match then {
-            Then::Nothing | Then::Tick => {}
+            Then::Nothing | Then::Tick | Then::Again { .. } => {}
             Then::Confirm(confirm) => {
                 if let Some(c) = confirm {
                     let ok = !matches!(reply, Reply::Rejected | Reply::Error(_));
@@ -778,21 +817,21 @@ impl Actor {
                     owner,
                     msg_ids: ids,
                 };
-                self.apply(cmd, Then::Nothing).await
+                self.apply(cmd.clone(), again(cmd)).await
             }
             QueueRequest::Return { owner, ids } => {
                 let cmd = Command::Return {
                     owner,
                     msg_ids: ids,
                 };
-                self.apply(cmd, Then::Nothing).await
+                self.apply(cmd.clone(), again(cmd)).await
             }
             QueueRequest::Discard { owner, ids } => {
                 let cmd = Command::Discard {
                     owner,
                     msg_ids: ids,
                 };
-                self.apply(cmd, Then::Nothing).await
+                self.apply(cmd.clone(), again(cmd)).await
             }
             QueueRequest::OwnerDown { owner } => {
                 self.no_ack.retain(|k, _| k.owner != owner);
