@@ -455,7 +455,38 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
         save(&self.store, self.group, meta, snapshot).await?;
         core.applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
-        *self.shared.core.lock() = core;
+        let mut old = self.shared.core.lock();
+        // The entries the snapshot stands for were never applied here:
+        // their deliveries to this node's consumers are handed over now.
+        if let (Some(local), Some(new)) = (self.shared.local.lock().as_ref(), &core.state) {
+            let had: BTreeSet<queue::MsgId> = old
+                .state
+                .as_ref()
+                .map(|s| {
+                    s.held_deliveries()
+                        .iter()
+                        .filter_map(|e| match e {
+                            queue::Effect::Deliver { msg_id, .. } => Some(*msg_id),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let missed: Vec<_> = new
+                .held_deliveries()
+                .into_iter()
+                .filter(|e| match e {
+                    queue::Effect::Deliver {
+                        consumer, msg_id, ..
+                    } => consumer.owner.node() == local.node_id && !had.contains(msg_id),
+                    _ => false,
+                })
+                .collect();
+            if !missed.is_empty() {
+                let _ = local.tx.send(missed);
+            }
+        }
+        *old = core;
         Ok(())
     }
 

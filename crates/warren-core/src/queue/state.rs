@@ -170,6 +170,27 @@ impl<M: Clone> QueueState<M> {
         mine.map(|(id, _)| *id).collect()
     }
 
+    /// The deliveries of every message checked out to a subscribed
+    /// consumer, as `Deliver` effects (in message id order). A replica that
+    /// catches up from a snapshot instead of applying each entry uses them
+    /// to hand its own consumers what they were given meanwhile.
+    pub fn held_deliveries(&self) -> Vec<super::Effect<M>> {
+        self.checked_out
+            .iter()
+            .filter_map(|(id, c)| {
+                let seq = c.consumer?;
+                let consumer = self.consumers.get(&seq)?;
+                Some(super::Effect::Deliver {
+                    consumer: consumer.key.clone(),
+                    msg_id: *id,
+                    msg: c.msg.payload.clone(),
+                    redelivered: c.msg.delivery_count > 0,
+                    delivery_count: c.msg.delivery_count,
+                })
+            })
+            .collect()
+    }
+
     /// Every owner holding a consumer or an unsettled message, ascending
     /// (after a restart these are all gone: the driver sends `OwnerDown`).
     pub fn owners(&self) -> Vec<OwnerId> {

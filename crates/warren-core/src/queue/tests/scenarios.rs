@@ -465,3 +465,32 @@ fn payloads_lists_ready_and_unacked_only() {
     live.sort_unstable();
     assert_eq!(live, vec!["m1", "m4"]);
 }
+
+#[test]
+fn held_deliveries_name_what_each_consumer_holds() {
+    let mut q = QueueState::new(QueueConfig::default());
+    run(&mut q, 0, subscribe(1, "a", 0));
+    run(&mut q, 0, subscribe(2, "b", 0));
+    for m in ["m1", "m2", "m3"] {
+        run(&mut q, 0, enqueue(m));
+    }
+    // m1 goes back and out again (to b, redelivered); m2 is acked; a
+    // basic.get holds nothing a consumer would be given.
+    run(&mut q, 0, ret(1, &[1]));
+    run(&mut q, 0, settle(2, &[2]));
+    run(&mut q, 0, enqueue("m4"));
+    run(&mut q, 0, get(9, false));
+    assert_eq!(
+        q.held_deliveries(),
+        vec![
+            deliver(2, "b", 1, "m1", 1),
+            deliver(1, "a", 3, "m3", 0),
+            deliver(1, "a", 4, "m4", 0),
+        ]
+    );
+    assert_eq!(OwnerId::on_node(3, 77).node(), 3);
+    assert_eq!(
+        OwnerId::on_node(OwnerId::MAX_NODE, u64::MAX).node(),
+        OwnerId::MAX_NODE
+    );
+}
