@@ -11,6 +11,12 @@
 //! a connection lost while the leader held it is retried too, so such a
 //! proposal may be applied twice (at least once, as an unconfirmed AMQP
 //! publish is).
+//!
+//! A queue group with peers runs no timer at all (openraft's tick, hence
+//! its heartbeats and election timeouts, is off): an idle one costs
+//! nothing. The node's failure detector (`node::detector`) stands in for
+//! them: it elects when a group's leader is judged down or when a group
+//! knows no leader. The metadata group keeps openraft's own timers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +60,9 @@ const SNAPSHOT_EVERY: u64 = 1024;
 /// follower a little behind catches up from the log, not a snapshot.
 const KEEP_FOR_LAGGARDS: u64 = 1024;
 
+/// Shortest leader lease of a detector-driven queue group (see `config`).
+const MIN_LEASE_MS: u64 = 200;
+
 /// What one proposal answered.
 pub(crate) type Answer = Result<(u64, Response), ClusterError>;
 
@@ -62,6 +71,18 @@ pub(crate) struct GroupNet {
     pub(crate) net: Arc<Net>,
     /// For a queue group: adds the message bodies to a snapshot sent out.
     pub(crate) prep: Option<SnapshotPrep>,
+}
+
+/// How a group finds out that it needs a new leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timers {
+    /// openraft's defaults (a group alone: it elects itself at once).
+    Alone,
+    /// openraft's own heartbeats and election timeouts (the metadata group).
+    Own,
+    /// None: the node's failure detector, which judges a peer down after
+    /// `down_after`, triggers the elections (queue groups with peers).
+    Detector { down_after: Duration },
 }
 
 /// One running group. Clones share it.
@@ -87,7 +108,7 @@ fn raft_err(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Raft(e.to_string())
 }
 
-fn config(group: GroupId, queue: bool, peers: bool) -> Result<Config, ClusterError> {
+fn config(group: GroupId, queue: bool, timers: Timers) -> Result<Config, ClusterError> {
     let mut c = Config {
         cluster_name: format!("warren-g{group}"),
         // A queue group decides itself when to snapshot (its snapshot's
@@ -104,7 +125,7 @@ fn config(group: GroupId, queue: bool, peers: bool) -> Result<Config, ClusterErr
         purge_batch_size: 256,
         ..Config::default()
     };
-    if peers {
+    if timers != Timers::Alone {
         // Over a network (and a disk shared by every group of the node),
         // openraft's defaults (50 ms heartbeats, 150-300 ms elections) make
         // a busy node lose its leaderships. Failover takes about the
@@ -119,6 +140,21 @@ fn config(group: GroupId, queue: bool, peers: bool) -> Result<Config, ClusterErr
         // bumping the term and unseating a healthy leader.
         c.enable_pre_vote = Some(true);
         c.install_snapshot_timeout = 5_000;
+    }
+    if let Timers::Detector { down_after } = timers {
+        // No tick: no heartbeats, no election timer, no wakeup while idle.
+        c.enable_tick = false;
+        c.enable_heartbeat = false;
+        c.enable_elect = false;
+        // What remains of the election timeout is the leader lease: a
+        // follower refuses to vote (and to pre-vote) for as long after it
+        // last heard from its leader. It must be over well before the
+        // detector judges the leader down (at `down_after` since its last
+        // answer to a ping sent every ~200 ms), or the first election the
+        // detector triggers is refused and has to be retried.
+        let lease = (down_after.as_millis() as u64 / 2).max(MIN_LEASE_MS);
+        c.election_timeout_max = lease;
+        c.election_timeout_min = lease / 2 + 1;
     }
     c.validate().map_err(raft_err)
 }
@@ -165,7 +201,15 @@ where
     S: LogStore,
     SM: RaftStateMachine<C, SnapshotData = Bytes>,
 {
-    let cfg = Arc::new(config(group, queue.is_some(), net.is_some())?);
+    let timers = match &net {
+        None => Timers::Alone,
+        Some(_) if queue.is_none() => Timers::Own,
+        Some(n) => Timers::Detector {
+            down_after: n.net.down_after(),
+        },
+    };
+    let detected = matches!(timers, Timers::Detector { .. });
+    let cfg = Arc::new(config(group, queue.is_some(), timers)?);
     let log = LogAdapter::new(store, group, queue);
     let Some(GroupNet { net, prep }) = net else {
         let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
@@ -196,6 +240,7 @@ where
         Arc::new(RaftRpc {
             group,
             raft: raft.clone(),
+            detected,
         }),
     );
     let handle = GroupHandle {
@@ -205,6 +250,11 @@ where
         net: Some(net),
     };
     if handle.voters_now().await? == [node_id] {
+        if detected {
+            // No election timer would ever fire: stand now (alone, the
+            // vote is this node's own).
+            handle.raft.trigger().elect(false).await.map_err(raft_err)?;
+        }
         wait_leading(&handle.raft, node_id).await?;
     }
     Ok(handle)

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use openraft::Raft;
 use openraft::alias::SnapshotOf;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
 use openraft::storage::RaftStateMachine;
+use openraft::{Raft, ServerState};
 use tonic::Status;
 use warren_rpc::log as pb;
 use warren_rpc::raft as rpc;
@@ -15,13 +16,16 @@ use warren_storage::GroupId;
 
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
 use super::{Request, TypeConfig, wire};
-use crate::net::GroupRpc;
+use crate::net::{GroupRpc, GroupView};
 
 type C = TypeConfig;
 
 pub(crate) struct RaftRpc<SM: RaftStateMachine<C>> {
     pub(crate) group: GroupId,
     pub(crate) raft: Raft<C, SM>,
+    /// Whether the group runs without election timers and relies on the
+    /// node's failure detector (a queue group with peers).
+    pub(crate) detected: bool,
 }
 
 fn bad(e: impl std::fmt::Display) -> Status {
@@ -90,6 +94,42 @@ where
                 .await
                 .map_err(|e| stopped(group, e))?;
             Ok(wire::snapshot_response_to_pb(group, &resp))
+        })
+    }
+
+    fn view(&self) -> Option<GroupView> {
+        if !self.detected {
+            return None;
+        }
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        Some(GroupView {
+            leader: m.current_leader,
+            leading: m.state == ServerState::Leader,
+            voters: membership.voter_ids().collect(),
+            members: membership
+                .voter_ids()
+                .chain(membership.learner_ids())
+                .collect(),
+        })
+    }
+
+    fn elect(&self, pre_vote: bool) -> BoxFuture<'static, ()> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().elect(pre_vote).await {
+                tracing::debug!(group, error = %e, "election not started");
+            }
+        })
+    }
+
+    fn heartbeat(&self) -> BoxFuture<'static, ()> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().heartbeat().await {
+                tracing::debug!(group, error = %e, "heartbeat not sent");
+            }
         })
     }
 
