@@ -104,6 +104,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
+        // Logs for a failing run: RUST_LOG=warren_cluster=debug.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for id in 1..=3u64 {

@@ -16,7 +16,8 @@
 //!
 //! Members take turns so that they do not split the votes: the live
 //! voters in id order, [`stagger`] apart, the lowest first; one whose
-//! election did not produce a leader tries again after everyone's turn. A
+//! election did not produce a leader tries again after everyone's turn
+//! (nobody stands while it sees no majority of the voters alive). A
 //! down leader is replaced at once (detecting it took `down_after`); a
 //! group that merely knows no leader waits `down_after` first, because a
 //! leader may exist that has not spoken to this replica since it started
@@ -282,6 +283,11 @@ impl Detector {
                 .copied()
                 .filter(|id| *id == self.me || !self.is_down(*id))
                 .collect();
+            if live.len() * 2 <= v.voters.len() {
+                // No majority within reach: no election could be won
+                // (the turns start over once enough peers are back).
+                continue;
+            }
             let rank = live.iter().position(|id| *id == self.me).unwrap_or(0) as u32;
             let due = self
                 .pending

@@ -17,6 +17,11 @@
 //! nothing. The node's failure detector (`node::detector`) stands in for
 //! them: it elects when a group's leader is judged down or when a group
 //! knows no leader. The metadata group keeps openraft's own timers.
+//! openraft lets a leader write only while a quorum acknowledged it within
+//! its lease; an idle leader without heartbeats lets it lapse, so such a
+//! leader renews it (one heartbeat round) before it writes after a pause
+//! ([`renew_lease`]). The same rule keeps a leader that was cut off or
+//! paused from writing: it cannot renew without a quorum.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +33,7 @@ use futures::stream::BoxStream;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::storage::RaftStateMachine;
-use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use openraft::{BasicNode, Config, Instant as _, Raft, SnapshotPolicy};
 use warren_rpc::raft as rpc;
 use warren_storage::{GroupId, LogStore};
 
@@ -91,6 +96,8 @@ pub(crate) struct GroupHandle<SM: RaftStateMachine<C>> {
     pub(crate) group: GroupId,
     node_id: u64,
     net: Option<Arc<Net>>,
+    /// The leader lease of a group without heartbeats (see [`renew_lease`]).
+    lease: Option<Duration>,
 }
 
 impl<SM: RaftStateMachine<C>> Clone for GroupHandle<SM> {
@@ -100,8 +107,37 @@ impl<SM: RaftStateMachine<C>> Clone for GroupHandle<SM> {
             group: self.group,
             node_id: self.node_id,
             net: self.net.clone(),
+            lease: self.lease,
         }
     }
+}
+
+/// Before a leader of a group without heartbeats writes: if no quorum
+/// acknowledged it within half its `lease`, one heartbeat round renews
+/// it (openraft refuses writes on a lapsed lease, answering
+/// `ForwardToLeader` to nobody). Costs one round trip after an idle
+/// spell, nothing while writes keep flowing (their acknowledgements renew
+/// the lease). A leader that cannot reach a quorum waits `lease` in vain
+/// and its write is refused.
+pub(crate) async fn renew_lease<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, lease: Duration) {
+    let fresh = |m: &openraft::RaftMetrics<C>| {
+        m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|a| a.elapsed() < lease / 2)
+    };
+    if fresh(&raft.metrics().borrow_watched()) {
+        return;
+    }
+    if raft.trigger().heartbeat().await.is_err() {
+        return;
+    }
+    let _ = raft
+        .wait(Some(lease))
+        .metrics(
+            |m| fresh(m) || m.state != openraft::ServerState::Leader,
+            "lease renewed",
+        )
+        .await;
 }
 
 fn raft_err(e: impl std::fmt::Display) -> ClusterError {
@@ -210,6 +246,7 @@ where
     };
     let detected = matches!(timers, Timers::Detector { .. });
     let cfg = Arc::new(config(group, queue.is_some(), timers)?);
+    let lease = detected.then(|| Duration::from_millis(cfg.election_timeout_max));
     let log = LogAdapter::new(store, group, queue);
     let Some(GroupNet { net, prep }) = net else {
         let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
@@ -225,6 +262,7 @@ where
             group,
             node_id,
             net: None,
+            lease: None,
         });
     };
     let factory = GrpcNetworkFactory {
@@ -240,7 +278,7 @@ where
         Arc::new(RaftRpc {
             group,
             raft: raft.clone(),
-            detected,
+            lease,
         }),
     );
     let handle = GroupHandle {
@@ -248,6 +286,7 @@ where
         group,
         node_id,
         net: Some(net),
+        lease,
     };
     if handle.voters_now().await? == [node_id] {
         if detected {
@@ -368,6 +407,14 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         })
     }
 
+    async fn renew_lease(&self) {
+        if let Some(lease) = self.lease
+            && self.raft.is_leader()
+        {
+            renew_lease(&self.raft, lease).await;
+        }
+    }
+
     fn not_leader(&self, leader: Option<u64>) -> ClusterError {
         ClusterError::NotLeader {
             group: self.group,
@@ -381,6 +428,7 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
     pub(crate) async fn propose(&self, req: Request) -> Answer {
         let deadline = Instant::now() + FORWARD_WAIT;
         loop {
+            self.renew_lease().await;
             let hint = match self.raft.client_write(req.clone()).await {
                 Ok(resp) => return Ok((resp.log_id.index, resp.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
@@ -425,6 +473,7 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         let deadline = Instant::now() + FORWARD_WAIT;
         loop {
             if self.net.is_none() || self.raft.is_leader() {
+                self.renew_lease().await;
                 return self.propose_many_here(reqs).await;
             }
             let Some(net) = &self.net else {

@@ -15,6 +15,7 @@ use warren_rpc::raft as rpc;
 use warren_storage::GroupId;
 
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
+use super::group::renew_lease;
 use super::{Request, TypeConfig, wire};
 use crate::net::{GroupRpc, GroupView};
 
@@ -23,9 +24,9 @@ type C = TypeConfig;
 pub(crate) struct RaftRpc<SM: RaftStateMachine<C>> {
     pub(crate) group: GroupId,
     pub(crate) raft: Raft<C, SM>,
-    /// Whether the group runs without election timers and relies on the
-    /// node's failure detector (a queue group with peers).
-    pub(crate) detected: bool,
+    /// For a group that runs without timers and relies on the node's
+    /// failure detector (a queue group with peers): its leader lease.
+    pub(crate) lease: Option<std::time::Duration>,
 }
 
 fn bad(e: impl std::fmt::Display) -> Status {
@@ -98,9 +99,7 @@ where
     }
 
     fn view(&self) -> Option<GroupView> {
-        if !self.detected {
-            return None;
-        }
+        self.lease?;
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
@@ -134,7 +133,7 @@ where
     }
 
     fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse> {
-        let (raft, group) = (self.raft.clone(), self.group);
+        let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
         Box::pin(async move {
             let refused = |leader| rpc::ProposeResponse {
                 group_id: group,
@@ -143,6 +142,9 @@ where
             };
             if !raft.is_leader() {
                 return refused(raft.current_leader().await);
+            }
+            if let Some(lease) = lease {
+                renew_lease(&raft, lease).await;
             }
             let n = proposals.len();
             let mut answers = match raft
