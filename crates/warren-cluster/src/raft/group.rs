@@ -117,27 +117,32 @@ impl<SM: RaftStateMachine<C>> Clone for GroupHandle<SM> {
 /// it (openraft refuses writes on a lapsed lease, answering
 /// `ForwardToLeader` to nobody). Costs one round trip after an idle
 /// spell, nothing while writes keep flowing (their acknowledgements renew
-/// the lease). A leader that cannot reach a quorum waits `lease` in vain
-/// and its write is refused.
-pub(crate) async fn renew_lease<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, lease: Duration) {
+/// the lease). False if it is still not renewed after `lease` (no quorum
+/// answers: cut off, or superseded): then this node may not write, and
+/// the proposal should look for another leader.
+pub(crate) async fn renew_lease<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    lease: Duration,
+) -> bool {
     let fresh = |m: &openraft::RaftMetrics<C>| {
-        m.last_quorum_acked
-            .as_ref()
-            .is_some_and(|a| a.elapsed() < lease / 2)
+        m.state == openraft::ServerState::Leader
+            && m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|a| a.elapsed() < lease / 2)
     };
     if fresh(&raft.metrics().borrow_watched()) {
-        return;
+        return true;
     }
     if raft.trigger().heartbeat().await.is_err() {
-        return;
+        return false;
     }
-    let _ = raft
-        .wait(Some(lease))
+    raft.wait(Some(lease))
         .metrics(
             |m| fresh(m) || m.state != openraft::ServerState::Leader,
             "lease renewed",
         )
-        .await;
+        .await
+        .is_ok_and(|m| fresh(&m))
 }
 
 fn raft_err(e: impl std::fmt::Display) -> ClusterError {
@@ -407,11 +412,11 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         })
     }
 
-    async fn renew_lease(&self) {
-        if let Some(lease) = self.lease
-            && self.raft.is_leader()
-        {
-            renew_lease(&self.raft, lease).await;
+    /// See [`renew_lease`]; true on a group with heartbeats, or not leading.
+    async fn renew_lease(&self) -> bool {
+        match self.lease {
+            Some(lease) if self.raft.is_leader() => renew_lease(&self.raft, lease).await,
+            _ => true,
         }
     }
 
@@ -472,8 +477,9 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
     ) -> Result<BoxStream<'static, Answer>, ClusterError> {
         let deadline = Instant::now() + FORWARD_WAIT;
         loop {
-            if self.net.is_none() || self.raft.is_leader() {
-                self.renew_lease().await;
+            // A leader that cannot renew its lease may not write: it looks
+            // for another leader like a follower does.
+            if self.net.is_none() || (self.raft.is_leader() && self.renew_lease().await) {
                 return self.propose_many_here(reqs).await;
             }
             let Some(net) = &self.net else {

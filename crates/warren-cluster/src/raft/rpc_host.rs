@@ -143,8 +143,10 @@ where
             if !raft.is_leader() {
                 return refused(raft.current_leader().await);
             }
-            if let Some(lease) = lease {
-                renew_lease(&raft, lease).await;
+            if let Some(lease) = lease
+                && !renew_lease(&raft, lease).await
+            {
+                return refused(None);
             }
             let n = proposals.len();
             let mut answers = match raft
