@@ -137,6 +137,10 @@ pub(crate) struct GroupView {
     pub(crate) leader: Option<u64>,
     /// Whether this node's replica leads right now.
     pub(crate) leading: bool,
+    /// Whether an election is under way that this replica takes part in:
+    /// it stands (candidate), or it granted its vote to a candidate that
+    /// has not won yet.
+    pub(crate) electing: bool,
     pub(crate) voters: Vec<u64>,
     /// Voters and learners.
     pub(crate) members: Vec<u64>,

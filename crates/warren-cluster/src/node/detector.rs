@@ -16,8 +16,12 @@
 //!
 //! Members take turns so that they do not split the votes: the live
 //! voters in id order, [`stagger`] apart, the lowest first; one whose
-//! election did not produce a leader tries again after everyone's turn
-//! (nobody stands while it sees no majority of the voters alive). A
+//! election did not produce a leader tries again after everyone's turn.
+//! Nobody stands while it sees no majority of the voters alive, nor while
+//! an election it takes part in (standing, or having granted its vote) is
+//! under way, unless that one is stuck for `2 × down_after`: a loaded
+//! node's elections may take longer than a turn, and standing on top of
+//! them would split the votes again and again. A
 //! down leader is replaced at once (detecting it took `down_after`); a
 //! group that merely knows no leader waits `down_after` first, because a
 //! leader may exist that has not spoken to this replica since it started
@@ -138,7 +142,16 @@ struct Detector {
     ping_every: Duration,
     stagger: Duration,
     /// Groups that need a leader: when this node's next turn to stand is.
-    pending: BTreeMap<GroupId, Instant>,
+    pending: BTreeMap<GroupId, Pending>,
+}
+
+/// A group that needs a leader, as this node waits for its turn.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// This node's next turn to stand.
+    due: Instant,
+    /// Since when an election this node takes part in has been under way.
+    electing_since: Option<Instant>,
 }
 
 impl Detector {
@@ -289,17 +302,28 @@ impl Detector {
                 continue;
             }
             let rank = live.iter().position(|id| *id == self.me).unwrap_or(0) as u32;
-            let due = self
-                .pending
-                .remove(&group)
-                .unwrap_or(now + wait + self.stagger * rank);
-            if now >= due {
+            let mut p = self.pending.remove(&group).unwrap_or(Pending {
+                due: now + wait + self.stagger * rank,
+                electing_since: None,
+            });
+            if v.electing {
+                let since = *p.electing_since.get_or_insert(now);
+                if now.duration_since(since) < self.down_after * 2 {
+                    // Let it finish; the turns go on after it.
+                    p.due = p.due.max(now + self.stagger);
+                    pending.insert(group, p);
+                    continue;
+                }
+            } else {
+                p.electing_since = None;
+            }
+            if now >= p.due {
                 elect.push((group, g));
                 // Everyone's turn comes before this node's next one.
-                pending.insert(group, now + self.stagger * live.len().max(1) as u32);
-            } else {
-                pending.insert(group, due);
+                p.due = now + self.stagger * live.len().max(1) as u32;
+                p.electing_since = None;
             }
+            pending.insert(group, p);
         }
         self.pending = pending;
         if elect.is_empty() {

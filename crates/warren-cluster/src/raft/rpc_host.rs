@@ -103,9 +103,11 @@ where
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
+        let granted = !m.vote.committed && m.vote.leader_id.node_id != m.id;
         Some(GroupView {
             leader: m.current_leader,
             leading: m.state == ServerState::Leader,
+            electing: m.state == ServerState::Candidate || granted,
             voters: membership.voter_ids().collect(),
             members: membership
                 .voter_ids()
