@@ -22,7 +22,7 @@
 
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,6 +171,8 @@ pub(crate) struct Net {
     /// After how long without an answer the failure detector judges a
     /// peer down (queue groups size their leader lease after it).
     down_after: Duration,
+    /// The peers the failure detector judges down right now.
+    down: Mutex<BTreeSet<u64>>,
 }
 
 impl Net {
@@ -191,11 +193,28 @@ impl Net {
             groups: Mutex::new(BTreeMap::new()),
             isolated: AtomicBool::new(false),
             down_after,
+            down: Mutex::new(BTreeSet::new()),
         })
     }
 
     pub(crate) fn down_after(&self) -> Duration {
         self.down_after
+    }
+
+    /// Records the failure detector's judgement of `node`.
+    pub(crate) fn set_down(&self, node: u64, down: bool) {
+        let mut set = self.down.lock();
+        if down {
+            set.insert(node);
+        } else {
+            set.remove(&node);
+        }
+    }
+
+    /// Whether the failure detector judges `node` down (a node not judged
+    /// yet, or this one, is not).
+    pub(crate) fn is_down(&self, node: u64) -> bool {
+        self.down.lock().contains(&node)
     }
 
     pub(crate) fn incarnation(&self) -> u64 {

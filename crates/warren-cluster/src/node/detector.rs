@@ -33,6 +33,11 @@
 //!   has it as a member sends a heartbeat now, so the peer learns who leads,
 //!   and a leader on it that was superseded meanwhile sees the higher term
 //!   in the answer and steps down.
+//! - A pre-vote is refused (by `raft::rpc_host`) by a replica whose leader
+//!   is alive in its node's eyes: one node's false alarm (a slow answer
+//!   on a loaded node) cannot unseat a leader the others still reach, even
+//!   in an idle group whose followers' leases (renewed only by traffic)
+//!   have long lapsed.
 //! - This node stalled (a round came more than `down_after / 2` late:
 //!   SIGSTOP, a paused VM, a starved runtime): the silence was its own, so
 //!   nobody is judged on it; every group it leads sends a heartbeat, and
@@ -212,6 +217,7 @@ impl Detector {
                 "peer up"
             );
             peer.health = Health::Up;
+            self.net.set_down(id, false);
             self.heartbeat_where(|members| members.contains(&id));
         }
     }
@@ -239,6 +245,7 @@ impl Detector {
                     "peer judged down"
                 );
                 peer.health = Health::Down;
+                self.net.set_down(*id, true);
             }
         }
     }

@@ -284,6 +284,7 @@ where
             group,
             raft: raft.clone(),
             lease,
+            net: net.clone(),
         }),
     );
     let handle = GroupHandle {

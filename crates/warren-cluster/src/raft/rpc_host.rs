@@ -1,6 +1,8 @@
 //! The server side of one group: what the node's gRPC service calls for a
 //! request naming this group, decoded and handed to its `Raft`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -17,7 +19,7 @@ use warren_storage::GroupId;
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
 use super::group::renew_lease;
 use super::{Request, TypeConfig, wire};
-use crate::net::{GroupRpc, GroupView};
+use crate::net::{GroupRpc, GroupView, Net};
 
 type C = TypeConfig;
 
@@ -27,6 +29,33 @@ pub(crate) struct RaftRpc<SM: RaftStateMachine<C>> {
     /// For a group that runs without timers and relies on the node's
     /// failure detector (a queue group with peers): its leader lease.
     pub(crate) lease: Option<std::time::Duration>,
+    /// The node's transport, whose failure detector's judgements decide
+    /// pre-votes in such a group (see [`RaftRpc::stands_by_leader`]).
+    pub(crate) net: Arc<Net>,
+}
+
+impl<SM: RaftStateMachine<C>> RaftRpc<SM> {
+    /// Whether this replica refuses a pre-vote for `candidate` because its
+    /// group has a leader that is alive: this node leads, or the leader it
+    /// knows is another node its failure detector does not judge down.
+    /// Only a group without heartbeats needs this: its followers' leases
+    /// (renewed by traffic only) lapse while it idles, after which openraft
+    /// would grant any candidate with the longest log, so one node's false
+    /// alarm would unseat a healthy idle leader. Refusing a pre-vote never
+    /// affects safety; it only spares an election.
+    fn stands_by_leader(&self, candidate: u64) -> bool {
+        if self.lease.is_none() {
+            return false;
+        }
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow_watched();
+        match m.current_leader {
+            Some(l) if l == candidate => false,
+            Some(l) if l == m.id => m.state == ServerState::Leader,
+            Some(l) => !self.net.is_down(l),
+            None => false,
+        }
+    }
 }
 
 fn bad(e: impl std::fmt::Display) -> Status {
@@ -63,15 +92,22 @@ where
 
     fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>> {
         let (raft, group) = (self.raft.clone(), self.group);
+        let req = wire::vote_request_from_pb(req.clone()).map(|r| (req.pre_vote, r));
+        let refuse = match &req {
+            Ok((true, r)) => self.stands_by_leader(r.vote.leader_id.node_id),
+            _ => false,
+        };
         Box::pin(async move {
-            let pre_vote = req.pre_vote;
-            let req = wire::vote_request_from_pb(req).map_err(bad)?;
-            let resp = if pre_vote {
+            let (pre_vote, req) = req.map_err(bad)?;
+            let mut resp = if pre_vote {
                 raft.pre_vote(req).await
             } else {
                 raft.vote(req).await
             }
             .map_err(|e| stopped(group, e))?;
+            if refuse {
+                resp.vote_granted = false;
+            }
             Ok(wire::vote_response_to_pb(group, &resp))
         })
     }
