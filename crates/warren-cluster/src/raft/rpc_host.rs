@@ -43,17 +43,28 @@ impl<SM: RaftStateMachine<C>> RaftRpc<SM> {
     /// would grant any candidate with the longest log, so one node's false
     /// alarm would unseat a healthy idle leader. Refusing a pre-vote never
     /// affects safety; it only spares an election.
-    fn stands_by_leader(&self, candidate: u64) -> bool {
+    ///
+    /// The second answer: this node leads and the candidate asks from a
+    /// higher term than the leader's (it stood before, and lost or was
+    /// cut off): the leader then sends it a heartbeat, whose refusal tells
+    /// the leader of that term, so the group elects anew (in the higher
+    /// term) instead of leaving the candidate stranded until the next
+    /// write.
+    fn stands_by_leader(&self, candidate: u64, term: u64) -> (bool, bool) {
         if self.lease.is_none() {
-            return false;
+            return (false, false);
         }
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow_watched();
         match m.current_leader {
-            Some(l) if l == candidate => false,
-            Some(l) if l == m.id => m.state == ServerState::Leader,
-            Some(l) => !self.net.is_down(l),
-            None => false,
+            Some(l) if l == candidate => (false, false),
+            Some(l) if l == m.id => {
+                let leading = m.state == ServerState::Leader;
+                // The pre-vote asks for the candidate's term + 1.
+                (leading, leading && term > m.vote.leader_id.term + 1)
+            }
+            Some(l) => (!self.net.is_down(l), false),
+            None => (false, false),
         }
     }
 }
@@ -93,9 +104,9 @@ where
     fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>> {
         let (raft, group) = (self.raft.clone(), self.group);
         let req = wire::vote_request_from_pb(req.clone()).map(|r| (req.pre_vote, r));
-        let refuse = match &req {
-            Ok((true, r)) => self.stands_by_leader(r.vote.leader_id.node_id),
-            _ => false,
+        let (refuse, tell) = match &req {
+            Ok((true, r)) => self.stands_by_leader(r.vote.leader_id.node_id, r.vote.leader_id.term),
+            _ => (false, false),
         };
         Box::pin(async move {
             let (pre_vote, req) = req.map_err(bad)?;
@@ -107,6 +118,9 @@ where
             .map_err(|e| stopped(group, e))?;
             if refuse {
                 resp.vote_granted = false;
+            }
+            if tell {
+                let _ = raft.trigger().heartbeat().await;
             }
             Ok(wire::vote_response_to_pb(group, &resp))
         })
