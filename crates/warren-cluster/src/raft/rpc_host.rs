@@ -103,7 +103,8 @@ where
 
     fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>> {
         let (raft, group) = (self.raft.clone(), self.group);
-        let req = wire::vote_request_from_pb(req.clone()).map(|r| (req.pre_vote, r));
+        let pre_vote = req.pre_vote;
+        let req = wire::vote_request_from_pb(req).map(|r| (pre_vote, r));
         let (refuse, tell) = match &req {
             Ok((true, r)) => self.stands_by_leader(r.vote.leader_id.node_id, r.vote.leader_id.term),
             _ => (false, false),
