@@ -476,3 +476,74 @@ async fn publishes_on_any_node_reach_an_exclusive_queue() -> anyhow::Result<()> 
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_messages_of_a_dead_node_are_redelivered() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "unacked_messages_of_a_dead_node_are_redelivered";
+    let Some(mut cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "held", FieldTable::default()).await?;
+        ch1.confirm_select(ConfirmSelectOptions::default()).await?;
+        for i in 0..20 {
+            let c = ch1
+                .basic_publish(
+                    "".into(),
+                    "held".into(),
+                    BasicPublishOptions::default(),
+                    format!("h-{i}").as_bytes(),
+                    persistent(),
+                )
+                .await?;
+            anyhow::ensure!(matches!(c.await?, Confirmation::Ack(_)), "nacked");
+        }
+        // A consumer on node 3 takes 5 and acks none of them.
+        let c3 = cluster.node(3).connect().await?;
+        wait_for_queue(&c3, "held").await?;
+        let ch3 = c3.create_channel().await?;
+        ch3.basic_qos(5, BasicQosOptions::default()).await?;
+        let mut held = consume(&ch3, "held", BasicConsumeOptions::default()).await?;
+        let mut taken = BTreeSet::new();
+        while taken.len() < 5 {
+            let d = tokio::time::timeout(Duration::from_secs(20), held.next())
+                .await
+                .context("deliveries on node 3")?
+                .context("consumer ended")??;
+            taken.insert(String::from_utf8(d.data)?);
+        }
+        // Node 3 dies with them; node 2 gets all 20, those 5 redelivered.
+        let killed = Instant::now();
+        cluster.node_mut(3).kill9().await?;
+        let c2 = cluster.node(2).connect().await?;
+        let ch2 = c2.create_channel().await?;
+        let mut consumer = consume(&ch2, "held", BasicConsumeOptions::default()).await?;
+        let mut got = BTreeSet::new();
+        let mut redelivered = BTreeSet::new();
+        while got.len() < 20 {
+            let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+                .await
+                .with_context(|| format!("{} of 20 delivered on node 2", got.len()))?
+                .context("consumer ended")??;
+            let body = String::from_utf8(d.data.clone())?;
+            if d.redelivered {
+                redelivered.insert(body.clone());
+            }
+            got.insert(body);
+            d.ack(BasicAckOptions::default()).await?;
+        }
+        eprintln!(
+            "node 3's 5 unacked messages back on node 2 {:?} after the kill",
+            killed.elapsed()
+        );
+        anyhow::ensure!(
+            redelivered == taken,
+            "redelivered {redelivered:?}, held {taken:?}"
+        );
+        Ok(())
+    })
+    .await
+}

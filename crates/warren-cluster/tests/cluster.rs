@@ -5,7 +5,13 @@
 //! node restarted on its data catches up (by snapshot, bodies included),
 //! and an emptied lowest-id node joins the cluster instead of founding one.
 //!
-//! Waits poll with generous deadlines; nothing asserts a duration.
+//! Queue groups run no election timers: the node-level failure detector
+//! elects for them. So: the groups a stopped node led get new leaders, a
+//! cut-off leader that comes back steps down, a group whose leader stepped
+//! down elects again, and a cluster restarted as a whole elects every group.
+//!
+//! Waits poll with generous deadlines; nothing asserts a duration except
+//! that elections the detector owes happen within [`FAILOVER`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,6 +30,11 @@ use warren_core::value::Table;
 
 /// Deadline of every wait: far above what any step needs.
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Deadline of a failover: the detector judges a node down after 1 s and
+/// the groups it led elect at once; "a few seconds", with room for a
+/// loaded test machine.
+const FAILOVER: Duration = Duration::from_secs(15);
 
 const GROUP: u64 = 10;
 
@@ -63,8 +74,17 @@ fn declare_queue(name: &str) -> MetaCommand {
 }
 
 /// Polls `f` every 50 ms until it holds, failing after [`WAIT`].
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
+async fn eventually(what: &str, f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    eventually_within(WAIT, what, f).await
+}
+
+/// Polls `f` every 50 ms until it holds, failing after `limit`.
+async fn eventually_within(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
     while !f() {
         if tokio::time::Instant::now() > deadline {
             bail!("timed out waiting for {what}");
@@ -84,6 +104,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
+        // Logs for a failing run: RUST_LOG=warren_cluster=debug.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for id in 1..=3u64 {
@@ -109,11 +134,7 @@ impl Cluster {
     }
 
     async fn open(&self, id: u64, dir: &Path, listener: TcpListener) -> anyhow::Result<Node> {
-        let config = ClusterConfig {
-            node_id: id,
-            listener,
-            peers: self.peers.clone(),
-        };
+        let config = ClusterConfig::new(id, listener, self.peers.clone());
         Ok(Node::open_cluster(dir, config).await?)
     }
 
@@ -154,24 +175,38 @@ impl Cluster {
     /// The queue group's leader as every running member sees it, once
     /// they agree on one that is running.
     async fn queue_leader(&self, group: u64) -> anyhow::Result<u64> {
+        let among: Vec<u64> = self.nodes.keys().copied().collect();
+        self.queue_leader_among(group, &among, WAIT).await
+    }
+
+    /// The leader the replicas of `group` on `among` agree on (one of
+    /// them, and leading in its own eyes), waited for up to `limit`.
+    async fn queue_leader_among(
+        &self,
+        group: u64,
+        among: &[u64],
+        limit: Duration,
+    ) -> anyhow::Result<u64> {
         let mut leader = None;
-        eventually("a queue leader all running members agree on", || {
-            let seen: BTreeSet<Option<u64>> = self
-                .nodes
-                .values()
-                .filter_map(|n| n.queue(group))
-                .map(|q| q.leader())
-                .collect();
-            match seen.into_iter().collect::<Vec<_>>().as_slice() {
-                [Some(l)] if self.nodes.contains_key(l) => {
-                    leader = Some(*l);
-                    true
-                }
-                _ => false,
-            }
+        let what = format!("a leader of group {group} that nodes {among:?} agree on");
+        eventually_within(limit, &what, || {
+            leader = self.agreed_leader(group, among);
+            leader.is_some()
         })
         .await?;
         leader.context("leader")
+    }
+
+    fn agreed_leader(&self, group: u64, among: &[u64]) -> Option<u64> {
+        let seen: BTreeSet<Option<u64>> = among
+            .iter()
+            .filter_map(|id| self.nodes.get(id)?.queue(group))
+            .map(|q| q.leader())
+            .collect();
+        match seen.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(l)] if among.contains(l) && self.nodes[l].queue(group)?.is_leader() => Some(*l),
+            _ => None,
+        }
     }
 }
 
@@ -198,6 +233,18 @@ fn bodies_held(q: &QueueGroup) -> anyhow::Result<BTreeSet<String>> {
         bodies.insert(String::from_utf8(m.body.to_vec())?);
     }
     Ok(bodies)
+}
+
+/// Waits until `q`'s replica holds exactly `expected` (count, then bodies).
+/// A follower may apply an entry a moment before its own log write of it
+/// is readable from the store (bodies are read from the store, the state
+/// machine applies from the log adapter's unflushed tail), so a body read
+/// right after the count matches can miss: poll both.
+async fn holds_exactly(q: &QueueGroup, expected: &BTreeSet<String>) -> anyhow::Result<()> {
+    eventually("every body applied and readable", || {
+        count(q) == expected.len() as u64 && bodies_held(q).is_ok_and(|b| b == *expected)
+    })
+    .await
 }
 
 fn count(q: &QueueGroup) -> u64 {
@@ -462,6 +509,235 @@ async fn meta_apply_on_a_follower_rides_out_a_leader_change() -> anyhow::Result<
     c.shutdown().await
 }
 
+/// Creates `count` three-member queue groups from `first`, `parallel` at
+/// a time, each created through the next node in turn (so that their
+/// leaders spread over the nodes).
+async fn create_groups(c: &Cluster, first: u64, count: u64, parallel: usize) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let creations = (first..first + count).map(|g| {
+        let node = c.node(1 + g % 3).clone();
+        async move {
+            node.create_queue_on(g, "/", &format!("q{g}"), QueueConfig::default(), &[1, 2, 3])
+                .await
+                .with_context(|| format!("creating group {g}"))
+        }
+    });
+    let mut created = futures::stream::iter(creations).buffer_unordered(parallel);
+    while let Some(r) = created.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_led_by_a_stopped_node_elect_new_leaders_within_seconds() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let groups: Vec<u64> = (100..106).collect();
+    create_groups(&c, 100, groups.len() as u64, 3).await?;
+    let mut sent: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut leaders = BTreeMap::new();
+    for g in &groups {
+        let leader = c.queue_leader(*g).await?;
+        let bodies = names(&format!("g{g}"), 0..100);
+        enqueue_all(&c.node(leader).queue(*g).context("replica")?, &bodies).await?;
+        sent.insert(*g, bodies);
+        leaders.insert(*g, leader);
+    }
+    // Stop the node that leads the most groups.
+    let down = (1..=3u64)
+        .max_by_key(|id| leaders.values().filter(|l| *l == id).count())
+        .context("a node")?;
+    let led: Vec<u64> = leaders
+        .iter()
+        .filter(|(_, l)| **l == down)
+        .map(|(g, _)| *g)
+        .collect();
+    let stopping = std::time::Instant::now();
+    c.stop(down).await?;
+    let stopped = stopping.elapsed();
+    let rest: Vec<u64> = c.nodes.keys().copied().collect();
+    for g in &groups {
+        let next = c.queue_leader_among(*g, &rest, FAILOVER).await?;
+        assert_ne!(next, down);
+    }
+    // A measurement, not a check.
+    eprintln!(
+        "node {down} (leading groups {led:?}) stopped in {stopped:?}; every group led by a \
+         running node {:?} after the stop began",
+        stopping.elapsed()
+    );
+    for g in &groups {
+        let expected: BTreeSet<String> = sent[g].iter().cloned().collect();
+        for id in &rest {
+            let q = c.node(*id).queue(*g).context("replica")?;
+            holds_exactly(&q, &expected)
+                .await
+                .with_context(|| format!("group {g} on node {id}"))?;
+        }
+        // And each takes new work, through either survivor.
+        for id in &rest {
+            let more = names(&format!("after-{id}"), 0..5);
+            enqueue_all(&c.node(*id).queue(*g).context("replica")?, &more).await?;
+        }
+    }
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_is_replaced_and_steps_down_when_it_comes_back() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    c.node(1)
+        .create_queue_on(GROUP, "/", "rq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let old = c.queue_leader(GROUP).await?;
+    let before = names("before", 0..50);
+    enqueue_all(&c.node(old).queue(GROUP).context("replica")?, &before).await?;
+
+    // Cut the leader off, as a pause longer than the detector's timeout
+    // looks from the other nodes.
+    let cutting = std::time::Instant::now();
+    c.node(old).set_isolated(true);
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
+    let new = c.queue_leader_among(GROUP, &rest, FAILOVER).await?;
+    eprintln!(
+        "node {old} cut off; node {new} leads {:?} later",
+        cutting.elapsed()
+    );
+    let during = names("during", 0..50);
+    enqueue_all(&c.node(rest[0]).queue(GROUP).context("replica")?, &during).await?;
+    // The old leader still thinks it leads, but its lease lapsed with no
+    // quorum to renew it: what it is asked meanwhile is not committed
+    // there (it waits for a leader it can reach).
+    let oq = c.node(old).queue(GROUP).context("replica")?;
+    assert!(oq.is_leader());
+    let stranded = oq.submit(enqueue(msg("while-cut-off")));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&oq), before.len() as u64);
+
+    // Back: the new leader's heartbeat (sent when its node sees the old
+    // one answer again) carries the higher term, and the old one steps
+    // down without anybody writing to the group.
+    let back = std::time::Instant::now();
+    c.node(old).set_isolated(false);
+    eventually_within(FAILOVER, "the old leader stepping down", || {
+        !oq.is_leader() && oq.leader() == Some(new)
+    })
+    .await?;
+    eprintln!(
+        "node {old} back; it follows node {new} {:?} later",
+        back.elapsed()
+    );
+    // The proposal made while cut off went to the new leader, once.
+    let (reply, _) = stranded.await??;
+    assert!(matches!(reply, Reply::Enqueued { .. }), "{reply:?}");
+    let mut expected: BTreeSet<String> = before.iter().chain(&during).cloned().collect();
+    expected.insert("while-cut-off".into());
+    holds_exactly(&oq, &expected).await?;
+    // Work submitted on it goes to the new leader.
+    let after = names("after", 0..10);
+    enqueue_all(&oq, &after).await?;
+    assert_eq!(c.queue_leader(GROUP).await?, new);
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_whose_leader_stepped_down_on_a_live_node_gets_a_leader() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    c.node(1)
+        .create_queue_on(GROUP, "/", "rq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let leader = c.queue_leader(GROUP).await?;
+    let before = names("before", 0..20);
+    enqueue_all(&c.node(leader).queue(GROUP).context("replica")?, &before).await?;
+    // A follower, cut off, stands for election without a pre-vote: it
+    // cannot win, but its term goes up; once back, the leader hears of
+    // the higher term and steps down, on a node that stays up. Nothing
+    // is down, so only the "no known leader" path can elect again.
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("a follower")?;
+    c.node(follower).set_isolated(true);
+    c.node(follower).force_election(GROUP).await;
+    let fq = c.node(follower).queue(GROUP).context("replica")?;
+    eventually("the follower standing", || fq.leader().is_none()).await?;
+    c.node(follower).set_isolated(false);
+    let lq = c.node(leader).queue(GROUP).context("replica")?;
+    eventually_within(FAILOVER, "a leader again, that all agree on", || {
+        c.agreed_leader(GROUP, &[1, 2, 3]).is_some()
+    })
+    .await?;
+    eprintln!(
+        "group re-elected: node {:?} leads (node {leader} did, and leads: {})",
+        c.agreed_leader(GROUP, &[1, 2, 3]),
+        lq.is_leader()
+    );
+    let after = names("after", 0..20);
+    enqueue_all(&fq, &after).await?;
+    let expected: BTreeSet<String> = before.iter().chain(&after).cloned().collect();
+    for id in [1, 2, 3] {
+        let q = c.node(id).queue(GROUP).context("replica")?;
+        holds_exactly(&q, &expected).await?;
+    }
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_restarted_as_a_whole_elects_every_group() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let groups: Vec<u64> = (100..104).collect();
+    create_groups(&c, 100, groups.len() as u64, 2).await?;
+    for g in &groups {
+        let leader = c.queue_leader(*g).await?;
+        let q = c.node(leader).queue(*g).context("replica")?;
+        enqueue_all(&q, &names(&format!("g{g}"), 0..30)).await?;
+    }
+    for id in [1, 2, 3] {
+        c.stop(id).await?;
+    }
+    let restarting = std::time::Instant::now();
+    for id in [1, 2, 3] {
+        let dir = c.dirs[&id].path().to_path_buf();
+        c.restart(id, dir).await?;
+    }
+    for g in &groups {
+        c.queue_leader_among(*g, &[1, 2, 3], FAILOVER).await?;
+    }
+    eprintln!(
+        "every group led again {:?} after the restart began",
+        restarting.elapsed()
+    );
+    for g in &groups {
+        let expected: BTreeSet<String> = names(&format!("g{g}"), 0..30).into_iter().collect();
+        let q = c.node(1).queue(*g).context("replica")?;
+        holds_exactly(&q, &expected).await?;
+        enqueue_all(&q, &names("again", 0..5)).await?;
+    }
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_idle_groups_leave_queue_creation_working() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    let t = std::time::Instant::now();
+    create_groups(&c, 100, 200, 8).await?;
+    eprintln!("200 three-member groups created in {:?}", t.elapsed());
+    let (cpu0, t0) = (cpu_time()?, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!(
+        "idle: 200 groups x 3 replicas: {:.0}% of a core",
+        100.0 * (cpu_time()? - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64()
+    );
+    // One more, created while they idle, takes work at once.
+    let q = c
+        .node(2)
+        .create_queue_on(GROUP, "/", "late", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    enqueue_all(&q, &names("late", 0..20)).await?;
+    assert_eq!(count(&q), 20);
+    c.shutdown().await
+}
+
 /// This process's CPU time (user + system), from /proc.
 fn cpu_time() -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
@@ -474,38 +750,38 @@ fn cpu_time() -> anyhow::Result<Duration> {
 }
 
 /// A measurement, not a check (run with `--ignored --nocapture`): how long
-/// replicated queues take to create, what idle groups cost in CPU, and the
-/// enqueue rate through the leader and through a follower.
+/// replicated queues take to create, what idle groups cost in CPU (at each
+/// count of `WARREN_MEASURE_GROUPS`, default 20,200,1000), the enqueue rate
+/// through the leader and through a follower, and how long the groups a
+/// stopped node led take to get new leaders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn measure_groups_and_forwarding() -> anyhow::Result<()> {
-    let c = Cluster::start().await?;
-    let groups = 20u64;
-    let t = std::time::Instant::now();
-    for g in 0..groups {
-        c.node(1)
-            .create_queue_on(
-                100 + g,
-                "/",
-                &format!("q{g}"),
-                QueueConfig::default(),
-                &[1, 2, 3],
-            )
-            .await?;
+    let mut c = Cluster::start().await?;
+    let counts: Vec<u64> = std::env::var("WARREN_MEASURE_GROUPS")
+        .unwrap_or_else(|_| "20,200,1000".into())
+        .split(',')
+        .map(|n| n.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let mut groups = 0u64;
+    for target in counts {
+        let t = std::time::Instant::now();
+        create_groups(&c, 100 + groups, target.saturating_sub(groups), 8).await?;
+        eprintln!(
+            "{} more three-member queue groups created in {:?} ({target} in all)",
+            target.saturating_sub(groups),
+            t.elapsed()
+        );
+        groups = groups.max(target);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cpu0, t0) = (cpu_time()?, std::time::Instant::now());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let busy = cpu_time()? - cpu0;
+        eprintln!(
+            "idle: {groups} groups x 3 replicas (+ metadata) in one process: {:.1}% of a core",
+            100.0 * busy.as_secs_f64() / t0.elapsed().as_secs_f64()
+        );
     }
-    eprintln!(
-        "{groups} three-member queue groups created in {:?}",
-        t.elapsed()
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (cpu0, t0) = (cpu_time()?, std::time::Instant::now());
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let busy = cpu_time()? - cpu0;
-    eprintln!(
-        "idle: {} groups x 3 replicas (+ metadata) in one process: {:.0}% of a core",
-        groups,
-        100.0 * busy.as_secs_f64() / t0.elapsed().as_secs_f64()
-    );
     let leader = c.queue_leader(100).await?;
     let follower = [1, 2, 3]
         .into_iter()
@@ -522,5 +798,34 @@ async fn measure_groups_and_forwarding() -> anyhow::Result<()> {
             5000.0 / s
         );
     }
+    // Failover: stop the node that leads the most groups.
+    let all: Vec<u64> = (100..100 + groups).collect();
+    let mut led = BTreeMap::<u64, usize>::new();
+    for g in &all {
+        if let Some(l) = c.agreed_leader(*g, &[1, 2, 3]) {
+            *led.entry(l).or_default() += 1;
+        }
+    }
+    eprintln!("groups led per node: {led:?}");
+    let down = led
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(id, _)| *id)
+        .context("a leader")?;
+    let stopping = std::time::Instant::now();
+    c.stop(down).await?;
+    let stopped = stopping.elapsed();
+    let rest: Vec<u64> = c.nodes.keys().copied().collect();
+    eventually(
+        &format!("all {groups} groups led by nodes {rest:?}"),
+        || all.iter().all(|g| c.agreed_leader(*g, &rest).is_some()),
+    )
+    .await?;
+    eprintln!(
+        "failover: node {down} ({} groups led) stopped in {stopped:?}; every group led again \
+         {:?} after the stop began",
+        led[&down],
+        stopping.elapsed()
+    );
     c.shutdown().await
 }

@@ -173,6 +173,10 @@ impl Backend for NodeBackend {
         self.node.clustered().then(|| self.node.changes())
     }
 
+    fn nodes_down(&self) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<u64>>> {
+        self.node.nodes_down()
+    }
+
     fn publish_to(
         &self,
         node: u64,

@@ -185,11 +185,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             let listener = TcpListener::bind(args.cluster_listen)
                 .await
                 .with_context(|| format!("binding the cluster listener {}", args.cluster_listen))?;
-            let cluster = warren_cluster::ClusterConfig {
-                node_id: args.node_id,
-                listener,
-                peers,
-            };
+            let cluster = warren_cluster::ClusterConfig::new(args.node_id, listener, peers);
             let node = warren_cluster::Node::open_cluster(&args.data_dir, cluster)
                 .await
                 .with_context(|| {

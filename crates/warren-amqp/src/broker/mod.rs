@@ -135,6 +135,7 @@ async fn watch_nodes_down(
         let nodes = Arc::new(down.borrow_and_update().clone());
         if !nodes.is_empty() {
             let Some(b) = broker.upgrade() else { return };
+            b.drop_exclusive_queues_of(&nodes).await;
             let queues: Vec<QueueHandle> = b.queues.read().values().cloned().collect();
             drop(b);
             for q in queues {
@@ -839,6 +840,31 @@ impl Broker {
                 Some(_) => {}
                 None => return false,
             }
+        }
+    }
+
+    /// Nodes judged down: their connections are gone, and with them their
+    /// exclusive queues (as in RabbitMQ). Every live node asks; the first
+    /// deletion wins and the others find nothing.
+    async fn drop_exclusive_queues_of(&self, nodes: &std::collections::BTreeSet<u64>) {
+        let orphans: Vec<(String, String)> = {
+            let m = self.meta.read();
+            let mut v = Vec::new();
+            for vhost in m.vhosts() {
+                for def in m.queues(vhost) {
+                    if def
+                        .exclusive_owner
+                        .is_some_and(|o| nodes.contains(&OwnerId(o).node()))
+                    {
+                        v.push((vhost.to_string(), def.name.clone()));
+                    }
+                }
+            }
+            v
+        };
+        for (vhost, name) in orphans {
+            tracing::info!(%vhost, queue = %name, "deleting the exclusive queue of a node judged down");
+            let _ = self.commit(MetaCommand::DeleteQueue { vhost, name }).await;
         }
     }
 

@@ -6,6 +6,7 @@
 //!                                                                                  ▼
 //!   peer: server::RaftService ──Net::group(g)──▶ dyn GroupRpc (raft::rpc_host) ──▶ its Raft
 //!                             ──StartReplica / ClusterInfo──▶ dyn Host (the Node)
+//!                             ──Ping──▶ answered here (node id, incarnation)
 //! ```
 //!
 //! This module knows tonic and the generated protobuf types but not
@@ -13,14 +14,20 @@
 //! [`GroupRpc`], implemented in the `raft` module. Channels connect lazily
 //! (a peer that is down costs nothing until it is dialled) and reconnect by
 //! themselves; the peer table is fixed when the node starts.
+//!
+//! The registry is also what the node's failure detector
+//! (`node::detector`) walks: [`GroupRpc::view`] tells it who leads each
+//! queue group, [`GroupRpc::elect`] and [`GroupRpc::heartbeat`] are what it
+//! acts with.
 
 mod broker;
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -112,6 +119,34 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     /// Proposes on this node only (never forwards again: a proposal hops
     /// at most once).
     fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse>;
+    /// What the node's failure detector needs to know of the group; `None`
+    /// for a group that keeps its own election timers (the metadata group,
+    /// a group running alone).
+    fn view(&self) -> Option<GroupView>;
+    /// Stands for election: with `pre_vote`, only if a quorum would grant
+    /// it (no term is spent otherwise). A leader ignores it.
+    fn elect(&self, pre_vote: bool) -> BoxFuture<'static, ()>;
+    /// A leader sends every follower an (empty) append now: a follower
+    /// that came back learns who leads, and a leader that was superseded
+    /// meanwhile learns it from the answers and steps down.
+    fn heartbeat(&self) -> BoxFuture<'static, ()>;
+}
+
+/// One group as the failure detector sees it on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GroupView {
+    /// The leader this node's replica knows of (it may be this node while
+    /// the replica no longer leads, e.g. just after a restart).
+    pub(crate) leader: Option<u64>,
+    /// Whether this node's replica leads right now.
+    pub(crate) leading: bool,
+    /// Whether an election is under way that this replica takes part in:
+    /// it stands (candidate), or it granted its vote to a candidate that
+    /// has not won yet.
+    pub(crate) electing: bool,
+    pub(crate) voters: Vec<u64>,
+    /// Voters and learners.
+    pub(crate) members: Vec<u64>,
 }
 
 /// The node behind the server, for the RPCs that are not one group's.
@@ -128,19 +163,85 @@ pub(crate) trait Host: Send + Sync + 'static {
 /// server dispatches to).
 pub(crate) struct Net {
     node_id: u64,
+    /// Differs between two runs of the node (see `PingResponse`).
+    incarnation: u64,
     peers: BTreeMap<u64, SocketAddr>,
     channels: Mutex<BTreeMap<u64, Channel>>,
     groups: Mutex<BTreeMap<GroupId, Arc<dyn GroupRpc>>>,
+    /// Fault injection for tests: every RPC in or out fails as if the
+    /// network were cut, while the node keeps running.
+    isolated: AtomicBool,
+    /// After how long without an answer the failure detector judges a
+    /// peer down (queue groups size their leader lease after it).
+    down_after: Duration,
+    /// The peers the failure detector judges down right now.
+    down: Mutex<BTreeSet<u64>>,
+    /// The same set, for whoever follows its changes (the broker).
+    down_watch: tokio::sync::watch::Sender<BTreeSet<u64>>,
 }
 
 impl Net {
-    pub(crate) fn new(node_id: u64, peers: BTreeMap<u64, SocketAddr>) -> Arc<Self> {
+    pub(crate) fn new(
+        node_id: u64,
+        peers: BTreeMap<u64, SocketAddr>,
+        down_after: Duration,
+    ) -> Arc<Self> {
+        // Any value that differs from the last run's will do: the clock's.
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
         Arc::new(Net {
             node_id,
+            incarnation,
             peers,
             channels: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
+            isolated: AtomicBool::new(false),
+            down_after,
+            down: Mutex::new(BTreeSet::new()),
+            down_watch: tokio::sync::watch::Sender::new(BTreeSet::new()),
         })
+    }
+
+    pub(crate) fn down_after(&self) -> Duration {
+        self.down_after
+    }
+
+    /// Records the failure detector's judgement of `node`.
+    pub(crate) fn set_down(&self, node: u64, down: bool) {
+        let mut set = self.down.lock();
+        let changed = if down {
+            set.insert(node)
+        } else {
+            set.remove(&node)
+        };
+        if changed {
+            self.down_watch.send_replace(set.clone());
+        }
+    }
+
+    /// Follows the set of peers judged down.
+    pub(crate) fn down_changes(&self) -> tokio::sync::watch::Receiver<BTreeSet<u64>> {
+        self.down_watch.subscribe()
+    }
+
+    /// Whether the failure detector judges `node` down (a node not judged
+    /// yet, or this one, is not).
+    pub(crate) fn is_down(&self, node: u64) -> bool {
+        self.down.lock().contains(&node)
+    }
+
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Cuts this node off the network, or reconnects it (tests).
+    pub(crate) fn set_isolated(&self, on: bool) {
+        self.isolated.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
     }
 
     pub(crate) fn node_id(&self) -> u64 {
@@ -167,6 +268,12 @@ impl Net {
     /// The peer's shared channel (created, unconnected, on first use;
     /// tonic dials and redials it as requests need).
     pub(crate) fn channel(&self, node: u64) -> Result<Channel, NetError> {
+        if self.isolated() {
+            return Err(NetError::Rpc {
+                node,
+                status: Status::unavailable("this node is isolated (fault injection)"),
+            });
+        }
         let channel = {
             let mut channels = self.channels.lock();
             match channels.get(&node) {
@@ -203,6 +310,15 @@ impl Net {
 
     pub(crate) fn group(&self, group: GroupId) -> Option<Arc<dyn GroupRpc>> {
         self.groups.lock().get(&group).cloned()
+    }
+
+    /// Every registered group, ascending (a copy: the caller may await).
+    pub(crate) fn groups(&self) -> Vec<(GroupId, Arc<dyn GroupRpc>)> {
+        self.groups
+            .lock()
+            .iter()
+            .map(|(g, rpc)| (*g, rpc.clone()))
+            .collect()
     }
 
     /// Forgets every group and channel (the node is stopping).
@@ -248,6 +364,22 @@ impl Net {
             .start_replica(req)
             .await
             .map(|r| r.into_inner().created)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` whether it is alive (the failure detector's probe).
+    pub(crate) async fn ping(
+        &self,
+        node: u64,
+        timeout: Duration,
+    ) -> Result<rpc::PingResponse, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::PingRequest { from: self.node_id });
+        req.set_timeout(timeout);
+        client
+            .ping(req)
+            .await
+            .map(tonic::Response::into_inner)
             .map_err(|status| NetError::Rpc { node, status })
     }
 

@@ -1,6 +1,6 @@
 //! The node's `warren.raft.v1.Raft` service: each request is dispatched to
 //! the group it names (NOT_FOUND if this node runs no such group), or to
-//! the node for the cluster-wide calls.
+//! the node for the cluster-wide calls. Ping is answered here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,19 @@ struct RaftService {
 }
 
 impl RaftService {
+    /// Refuses everything while the node is isolated (fault injection).
+    fn open(&self) -> Result<(), Status> {
+        if self.net.isolated() {
+            return Err(Status::unavailable(format!(
+                "node {} is isolated (fault injection)",
+                self.net.node_id()
+            )));
+        }
+        Ok(())
+    }
+
     fn group(&self, group: GroupId) -> Result<Arc<dyn GroupRpc>, Status> {
+        self.open()?;
         self.net.group(group).ok_or_else(|| {
             Status::not_found(format!("node {} runs no group {group}", self.net.node_id()))
         })
@@ -106,6 +118,7 @@ impl Raft for RaftService {
         &self,
         _request: Request<rpc::ClusterInfoRequest>,
     ) -> Result<Response<rpc::ClusterInfoResponse>, Status> {
+        self.open()?;
         self.host.cluster_info().await.map(Response::new)
     }
 
@@ -113,10 +126,22 @@ impl Raft for RaftService {
         &self,
         request: Request<rpc::StartReplicaRequest>,
     ) -> Result<Response<rpc::StartReplicaResponse>, Status> {
+        self.open()?;
         self.host
             .start_replica(request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<rpc::PingRequest>,
+    ) -> Result<Response<rpc::PingResponse>, Status> {
+        self.open()?;
+        Ok(Response::new(rpc::PingResponse {
+            node_id: self.net.node_id(),
+            incarnation: self.net.incarnation(),
+        }))
     }
 }
 

@@ -7,9 +7,11 @@
 //! metadata group spans the peer table (bootstrapped once, see
 //! `bootstrap`), and a queue group may have members on other nodes.
 //! Proposals made on a member that does not lead are forwarded to the
-//! leader (see `raft::group`).
+//! leader (see `raft::group`). Queue groups with peers run no timers of
+//! their own: the node's failure detector (`detector`) elects for them.
 
 mod bootstrap;
+mod detector;
 mod host;
 
 use std::collections::BTreeMap;
@@ -72,6 +74,7 @@ struct Inner<S: LogStore> {
     server: Mutex<Option<ServerTask>>,
     bootstrap: Mutex<Option<JoinHandle<()>>>,
     bootstrap_state: Arc<Mutex<Bootstrap>>,
+    detector: Mutex<Option<detector::DetectorTask>>,
     /// Serialises the starts of queue replicas asked for by peers (an
     /// async lock: the start awaits the group's opening).
     starting: tokio::sync::Mutex<()>,
@@ -91,6 +94,21 @@ pub struct ClusterConfig {
     /// Every member of the cluster, this node included: node id → the
     /// address peers dial. The same table on every node.
     pub peers: BTreeMap<u64, SocketAddr>,
+    /// After how long without an answer to its pings a peer is judged
+    /// down (and the queue groups it led elect new leaders); `None`: 1 s.
+    pub down_after: Option<std::time::Duration>,
+}
+
+impl ClusterConfig {
+    /// A config with the defaults for everything but what must be given.
+    pub fn new(node_id: u64, listener: TcpListener, peers: BTreeMap<u64, SocketAddr>) -> Self {
+        ClusterConfig {
+            node_id,
+            listener,
+            peers,
+            down_after: None,
+        }
+    }
 }
 
 /// What one node knows of its cluster.
@@ -138,6 +156,7 @@ impl<S: LogStore> Inner<S> {
             server: Mutex::new(None),
             bootstrap: Mutex::new(None),
             bootstrap_state: Arc::new(Mutex::new(Bootstrap::Pending)),
+            detector: Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             broker: Arc::new(Mutex::new(None)),
@@ -230,13 +249,18 @@ impl<S: LogStore> Node<S> {
             node_id,
             listener,
             peers,
+            down_after,
         } = config;
         if !peers.contains_key(&node_id) {
             return Err(ClusterError::Config(format!(
                 "node {node_id} is not in its own peer table"
             )));
         }
-        let net = Net::new(node_id, peers);
+        let down_after = down_after.unwrap_or(detector::DOWN_AFTER);
+        if down_after.is_zero() {
+            return Err(ClusterError::Config("down_after must not be zero".into()));
+        }
+        let net = Net::new(node_id, peers, down_after);
         let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
         let meta_core = sm.core.clone();
         let group_net = GroupNet {
@@ -276,11 +300,12 @@ impl<S: LogStore> Node<S> {
         });
         *inner.server.lock() = Some(crate::net::serve(
             listener,
-            net,
+            net.clone(),
             host,
             inner.broker.clone(),
             report,
         ));
+        *inner.detector.lock() = Some(detector::spawn(net));
         if member {
             // A member coming back: nothing to decide.
             *inner.bootstrap_state.lock() = Bootstrap::Member;
@@ -302,6 +327,14 @@ impl<S: LogStore> Node<S> {
             Some(net) => net.members(),
             None => vec![self.inner.node_id],
         }
+    }
+
+    /// In a cluster: the peers the failure detector judges down, as that
+    /// changes (`None` for a node on its own).
+    pub fn nodes_down(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<u64>>> {
+        self.inner.net.as_ref().map(|n| n.down_changes())
     }
 
     /// Whether the node runs as a member of a cluster (with a transport).
@@ -593,6 +626,7 @@ impl<S: LogStore> Node<S> {
         if let Some(b) = self.inner.bootstrap.lock().take() {
             b.abort();
         }
+        drop(self.inner.detector.lock().take());
         let queues: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
         let mut result = Ok(());
         for q in queues {
@@ -639,5 +673,25 @@ impl<S: LogStore> Node<S> {
 
     pub fn store_stats(&self) -> StoreStats {
         self.inner.store.stats()
+    }
+
+    /// Fault injection for tests: cuts this node off the cluster network
+    /// (every RPC in or out fails at once) or reconnects it, while it
+    /// keeps running — as a partition, or a pause seen from outside.
+    #[doc(hidden)]
+    pub fn set_isolated(&self, on: bool) {
+        if let Some(net) = &self.inner.net {
+            net.set_isolated(on);
+        }
+    }
+
+    /// Fault injection for tests: makes this node's replica of `group`
+    /// stand for election at once, without a pre-vote (its term goes up
+    /// even if it cannot win, which unseats the leader when it hears of it).
+    #[doc(hidden)]
+    pub async fn force_election(&self, group: GroupId) {
+        if let Some(g) = self.inner.net.as_ref().and_then(|n| n.group(group)) {
+            g.elect(false).await;
+        }
     }
 }

@@ -1,27 +1,72 @@
 //! The server side of one group: what the node's gRPC service calls for a
 //! request naming this group, decoded and handed to its `Raft`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use openraft::Raft;
 use openraft::alias::SnapshotOf;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
 use openraft::storage::RaftStateMachine;
+use openraft::{Raft, ServerState};
 use tonic::Status;
 use warren_rpc::log as pb;
 use warren_rpc::raft as rpc;
 use warren_storage::GroupId;
 
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
+use super::group::renew_lease;
 use super::{Request, TypeConfig, wire};
-use crate::net::GroupRpc;
+use crate::net::{GroupRpc, GroupView, Net};
 
 type C = TypeConfig;
 
 pub(crate) struct RaftRpc<SM: RaftStateMachine<C>> {
     pub(crate) group: GroupId,
     pub(crate) raft: Raft<C, SM>,
+    /// For a group that runs without timers and relies on the node's
+    /// failure detector (a queue group with peers): its leader lease.
+    pub(crate) lease: Option<std::time::Duration>,
+    /// The node's transport, whose failure detector's judgements decide
+    /// pre-votes in such a group (see [`RaftRpc::stands_by_leader`]).
+    pub(crate) net: Arc<Net>,
+}
+
+impl<SM: RaftStateMachine<C>> RaftRpc<SM> {
+    /// Whether this replica refuses a pre-vote for `candidate` because its
+    /// group has a leader that is alive: this node leads, or the leader it
+    /// knows is another node its failure detector does not judge down.
+    /// Only a group without heartbeats needs this: its followers' leases
+    /// (renewed by traffic only) lapse while it idles, after which openraft
+    /// would grant any candidate with the longest log, so one node's false
+    /// alarm would unseat a healthy idle leader. Refusing a pre-vote never
+    /// affects safety; it only spares an election.
+    ///
+    /// The second answer: this node leads and the candidate asks from a
+    /// higher term than the leader's (it stood before, and lost or was
+    /// cut off): the leader then sends it a heartbeat, whose refusal tells
+    /// the leader of that term, so the group elects anew (in the higher
+    /// term) instead of leaving the candidate stranded until the next
+    /// write.
+    fn stands_by_leader(&self, candidate: u64, term: u64) -> (bool, bool) {
+        if self.lease.is_none() {
+            return (false, false);
+        }
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow_watched();
+        match m.current_leader {
+            Some(l) if l == candidate => (false, false),
+            Some(l) if l == m.id => {
+                let leading = m.state == ServerState::Leader;
+                // The pre-vote asks for the candidate's term + 1.
+                (leading, leading && term > m.vote.leader_id.term + 1)
+            }
+            Some(l) => (!self.net.is_down(l), false),
+            None => (false, false),
+        }
+    }
 }
 
 fn bad(e: impl std::fmt::Display) -> Status {
@@ -58,15 +103,26 @@ where
 
     fn vote(&self, req: rpc::VoteRequest) -> BoxFuture<'static, Result<rpc::VoteResponse, Status>> {
         let (raft, group) = (self.raft.clone(), self.group);
+        let pre_vote = req.pre_vote;
+        let req = wire::vote_request_from_pb(req).map(|r| (pre_vote, r));
+        let (refuse, tell) = match &req {
+            Ok((true, r)) => self.stands_by_leader(r.vote.leader_id.node_id, r.vote.leader_id.term),
+            _ => (false, false),
+        };
         Box::pin(async move {
-            let pre_vote = req.pre_vote;
-            let req = wire::vote_request_from_pb(req).map_err(bad)?;
-            let resp = if pre_vote {
+            let (pre_vote, req) = req.map_err(bad)?;
+            let mut resp = if pre_vote {
                 raft.pre_vote(req).await
             } else {
                 raft.vote(req).await
             }
             .map_err(|e| stopped(group, e))?;
+            if refuse {
+                resp.vote_granted = false;
+            }
+            if tell {
+                let _ = raft.trigger().heartbeat().await;
+            }
             Ok(wire::vote_response_to_pb(group, &resp))
         })
     }
@@ -93,8 +149,44 @@ where
         })
     }
 
-    fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse> {
+    fn view(&self) -> Option<GroupView> {
+        self.lease?;
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        let granted = !m.vote.committed && m.vote.leader_id.node_id != m.id;
+        Some(GroupView {
+            leader: m.current_leader,
+            leading: m.state == ServerState::Leader,
+            electing: m.state == ServerState::Candidate || granted,
+            voters: membership.voter_ids().collect(),
+            members: membership
+                .voter_ids()
+                .chain(membership.learner_ids())
+                .collect(),
+        })
+    }
+
+    fn elect(&self, pre_vote: bool) -> BoxFuture<'static, ()> {
         let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().elect(pre_vote).await {
+                tracing::debug!(group, error = %e, "election not started");
+            }
+        })
+    }
+
+    fn heartbeat(&self) -> BoxFuture<'static, ()> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().heartbeat().await {
+                tracing::debug!(group, error = %e, "heartbeat not sent");
+            }
+        })
+    }
+
+    fn propose(&self, proposals: Vec<Bytes>) -> BoxFuture<'static, rpc::ProposeResponse> {
+        let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
         Box::pin(async move {
             let refused = |leader| rpc::ProposeResponse {
                 group_id: group,
@@ -103,6 +195,11 @@ where
             };
             if !raft.is_leader() {
                 return refused(raft.current_leader().await);
+            }
+            if let Some(lease) = lease
+                && !renew_lease(&raft, lease).await
+            {
+                return refused(None);
             }
             let n = proposals.len();
             let mut answers = match raft
