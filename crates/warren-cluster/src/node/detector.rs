@@ -164,6 +164,8 @@ struct Pending {
     due: Instant,
     /// Since when an election this node takes part in has been under way.
     electing_since: Option<Instant>,
+    /// How many times this node stood since the group needed a leader.
+    tries: u32,
 }
 
 impl Detector {
@@ -334,6 +336,7 @@ impl Detector {
             let mut p = self.pending.remove(&group).unwrap_or(Pending {
                 due: now + wait + turn * rank,
                 electing_since: None,
+                tries: 0,
             });
             if v.electing {
                 let since = *p.electing_since.get_or_insert(now);
@@ -348,8 +351,14 @@ impl Detector {
             }
             if now >= p.due {
                 elect.push((group, g));
-                // Everyone's turn comes before this node's next one.
-                p.due = now + turn * live.len().max(1) as u32;
+                // A pre-vote that failed changed nothing (typically a peer
+                // had not judged the leader down yet): try again soon, then
+                // less and less often, at most once per everyone's turn. A
+                // pre-vote that succeeded is an election under way, which
+                // nobody disturbs (above).
+                let again = (self.stagger * 2u32.pow(p.tries.min(8))).min(turn * live.len() as u32);
+                p.due = now + again;
+                p.tries += 1;
                 p.electing_since = None;
             }
             pending.insert(group, p);
