@@ -66,6 +66,9 @@ struct Inner<S: LogStore> {
     handle: GroupHandle<QueueMachine<S>>,
     shared: Arc<QueueShared>,
     cache: Mutex<BTreeMap<u64, Message>>,
+    /// In a cluster: bodies of entries applied here with a delivery to
+    /// this node's consumers, until that delivery reads them.
+    local_bodies: Arc<Mutex<BTreeMap<u64, Message>>>,
     identity: (String, String),
     /// Commands waiting for [`proposer`] to hand them to Raft.
     submitted: mpsc::UnboundedSender<Submitted>,
@@ -138,6 +141,7 @@ impl<S: LogStore> QueueGroup<S> {
             handle,
             shared,
             cache: Mutex::new(BTreeMap::new()),
+            local_bodies: Arc::new(Mutex::new(BTreeMap::new())),
             identity,
             submitted: tx,
             compaction: Mutex::new(Compaction::default()),
@@ -180,6 +184,7 @@ impl<S: LogStore> QueueGroup<S> {
         *self.inner.shared.local.lock() = Some(LocalEffects {
             node_id: self.inner.handle.node_id(),
             tx,
+            bodies: self.inner.local_bodies.clone(),
         });
         Some(rx)
     }
@@ -280,6 +285,9 @@ impl<S: LogStore> QueueGroup<S> {
     pub fn read_body(&self, index: u64) -> Result<Message, ClusterError> {
         if let Some(m) = self.inner.cache.lock().get(&index) {
             return Ok(m.clone());
+        }
+        if let Some(m) = self.inner.local_bodies.lock().remove(&index) {
+            return Ok(m);
         }
         let group = self.group();
         let m = read_message(&self.inner.store, group, index)?

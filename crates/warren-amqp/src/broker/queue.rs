@@ -404,14 +404,7 @@ impl Actor {
             let flow = tokio::select! {
                 from_log = next_from_log(&mut self.driver) => match from_log {
                     FromLog::Applied(then, applied) => self.applied(then, applied).await,
-                    FromLog::Local(effects) => {
-                        for e in effects {
-                            if let Some(e) = self.load_effect(e) {
-                                self.run_effect(e);
-                            }
-                        }
-                        Flow::Continue
-                    }
+                    FromLog::Local(effects) => self.run_local(effects).await,
                 },
                 req = rx.recv(), if room => {
                     let Some(req) = req else { return };
@@ -580,6 +573,40 @@ impl Actor {
             .map_msg(|index| self.load(index))
             .unwrap_or(Reply::GetEmpty);
         self.complete(then, reply).await
+    }
+
+    /// Effects for this node's owners, as the log was applied here. A
+    /// delivery whose body cannot be read yet goes back to the queue (it
+    /// is redelivered) rather than staying out with a consumer that never
+    /// got it.
+    async fn run_local(&mut self, effects: Vec<Effect<u64>>) -> Flow {
+        let mut unread: BTreeMap<OwnerId, Vec<MsgId>> = BTreeMap::new();
+        for e in effects {
+            let missed = match &e {
+                Effect::Deliver {
+                    consumer, msg_id, ..
+                } => Some((consumer.owner, *msg_id)),
+                _ => None,
+            };
+            match self.load_effect(e) {
+                Some(e) => self.run_effect(e),
+                None => {
+                    if let Some((owner, id)) = missed {
+                        unread.entry(owner).or_default().push(id);
+                    }
+                }
+            }
+        }
+        for (owner, ids) in unread {
+            let cmd = Command::Return {
+                owner,
+                msg_ids: ids,
+            };
+            if self.apply(cmd.clone(), again(cmd)).await == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
     }
 
     /// A command the log could not commit: nothing was decided.

@@ -23,6 +23,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
 use prost::Message as _;
+use warren_core::message::Message;
 use warren_core::queue::{self, Meta, QueueImage, QueueState};
 use warren_rpc::log as pb;
 use warren_rpc::log::queue_command::{Command as PbCmd, enqueue::Payload};
@@ -76,7 +77,13 @@ pub(crate) struct QueueShared {
 pub(crate) struct LocalEffects {
     pub(crate) node_id: u64,
     pub(crate) tx: tokio::sync::mpsc::UnboundedSender<Vec<queue::Effect<u64>>>,
+    /// Bodies of entries delivered here as they were applied, until read.
+    pub(crate) bodies: Arc<Mutex<std::collections::BTreeMap<u64, Message>>>,
 }
+
+/// Most bodies [`LocalEffects::bodies`] keeps (oldest dropped first: they
+/// are in the store by then).
+const LOCAL_BODIES: usize = 4096;
 
 /// The owner an effect is addressed to, if any.
 pub(crate) fn effect_owner(e: &queue::Effect<u64>) -> Option<queue::OwnerId> {
@@ -277,8 +284,9 @@ pub(crate) fn apply_proposal(
         }
         Some(mut c) => {
             // The machine keeps the index of this entry, not the message.
+            let mut body = None;
             if let PbCmd::Enqueue(e) = &mut c {
-                e.payload = Some(Payload::LogIndex(index));
+                body = e.payload.replace(Payload::LogIndex(index));
             }
             cmd.command = Some(c);
             let QueueOp::Command(op) = QueueOp::<u64>::from_proto(cmd).map_err(io_err)? else {
@@ -299,6 +307,21 @@ pub(crate) fn apply_proposal(
                     .filter(|e| effect_owner(e).is_some_and(|o| o.node() == local.node_id))
                     .cloned()
                     .collect();
+                let delivers_this = mine
+                    .iter()
+                    .any(|e| matches!(e, queue::Effect::Deliver { msg, .. } if *msg == index));
+                if delivers_this && let Some(Payload::Message(m)) = body {
+                    // This entry's own write may not be readable from the
+                    // store yet (appends are flushed in the background):
+                    // its delivery here reads the body from memory.
+                    if let Ok(m) = Message::from_proto(m) {
+                        let mut bodies = local.bodies.lock();
+                        bodies.insert(index, m);
+                        while bodies.len() > LOCAL_BODIES {
+                            bodies.pop_first();
+                        }
+                    }
+                }
                 if !mine.is_empty() {
                     // No receiver (no queue actor yet, or a replay): the
                     // owners they name are gone or not yet known.
