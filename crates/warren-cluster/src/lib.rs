@@ -22,8 +22,8 @@
 //!   frontend ◀──────────────────────────────────────┘   bodies: QueueGroup::body(index)
 //! ```
 //!
-//! Only the proposer receives replies and effects, so effects are executed
-//! once; replaying the log after a restart re-applies every command but
+//! Only the proposer receives replies and effects (on a node on its own;
+//! in a cluster see below), so effects are executed once; replaying the log after a restart re-applies every command but
 //! answers (and executes) nothing. Locks (`parking_lot`) guard the applied
 //! states and are never held across an `.await`.
 //!
@@ -37,6 +37,24 @@
 //!   node B: QueueGroup::apply ─(not leader)─ Propose RPC ─▶ node A: Raft::client_write
 //!   node B ◀──────────── index + encoded QueueResult ───── node A (applied, committed)
 //! ```
+//!
+//! In a cluster, the effects addressed to an owner (a delivery to a
+//! consumer, a consumer activated) do not travel with the answer: every
+//! replica applies every committed entry, and each one hands the effects
+//! addressed to its own node's owners (`OwnerId::node`) to
+//! [`QueueGroup::local_effects`] as it applies. Each is thus executed once,
+//! by the node holding the consumer's connection, whoever proposed the
+//! command and whichever node leads; a replica that catches up from a
+//! snapshot hands over the deliveries the skipped entries made
+//! (`QueueState::held_deliveries`). Effects addressed to nobody
+//! (dead-lettering) stay with the proposer's answer.
+//!
+//! Queue groups with peers run no Raft timers: the node's failure detector
+//! (`node::detector`) pings peers and starts elections for the groups whose
+//! leader's node is judged down. Brokers also reach each other's queues
+//! through the `warren.broker.v1` service ([`Node::publish_to`], for a
+//! transient queue that lives on one node) and answer
+//! `warren ctl cluster status` ([`cluster_report`]).
 
 pub mod convert;
 mod error;
