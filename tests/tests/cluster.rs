@@ -547,3 +547,58 @@ async fn unacked_messages_of_a_dead_node_are_redelivered() -> anyhow::Result<()>
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_declared_while_a_node_is_down_is_placed_on_the_live_ones() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "a_queue_declared_while_a_node_is_down_is_placed_on_the_live_ones";
+    let Some(mut cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        cluster.node_mut(3).kill9().await?;
+        // Once node 1's failure detector judges node 3 down (its status
+        // says so), a declare there places the queue on nodes 1
+        // and 2 only (before, it waited for node 3 and failed).
+        let down = format!("node 3 {} down\n", cluster.cluster_addrs[2]);
+        wait_until(Duration::from_secs(20), "node 3 judged down", || async {
+            let status = cluster.ctl(1, &["cluster", "status"]).await.ok()?;
+            status.contains(&down).then_some(())
+        })
+        .await?;
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "two", FieldTable::default()).await?;
+        let status = cluster.ctl(1, &["cluster", "status"]).await?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("queue two "))
+            .with_context(|| format!("queue missing in:\n{status}"))?;
+        anyhow::ensure!(line.ends_with("replicas [1,2]"), "queue line: {line}");
+        // And it works: a message published on node 2 is got on node 1.
+        let c2 = cluster.node(2).connect().await?;
+        wait_for_queue(&c2, "two").await?;
+        let ch2 = c2.create_channel().await?;
+        ch2.confirm_select(ConfirmSelectOptions::default()).await?;
+        let c = ch2
+            .basic_publish(
+                "".into(),
+                "two".into(),
+                BasicPublishOptions::default(),
+                b"x",
+                persistent(),
+            )
+            .await?;
+        anyhow::ensure!(matches!(c.await?, Confirmation::Ack(_)), "nacked");
+        let got = wait_until(Duration::from_secs(20), "basic.get on node 1", || async {
+            ch1.basic_get("two".into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        })
+        .await?;
+        anyhow::ensure!(got.delivery.data == b"x", "another message");
+        Ok(())
+    })
+    .await
+}

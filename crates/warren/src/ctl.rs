@@ -74,10 +74,11 @@ pub fn report_text(r: &ClusterReport) -> String {
         ids(&r.meta_learners)
     );
     for n in &r.nodes {
-        let health = match (n.reachable, n.member) {
-            (true, true) => "up",
-            (true, false) => "up, not joined",
-            (false, _) => "unreachable",
+        let health = match (n.reachable, n.member, n.down) {
+            (_, _, true) => "down",
+            (true, true, false) => "up",
+            (true, false, false) => "up, not joined",
+            (false, _, false) => "unreachable",
         };
         let _ = writeln!(out, "node {} {} {health}", n.node_id, n.address);
     }
@@ -108,6 +109,7 @@ fn report_json(r: &ClusterReport) -> serde_json::Value {
             "address": n.address,
             "reachable": n.reachable,
             "member": n.member,
+            "down": n.down,
         })).collect::<Vec<_>>(),
         "queues": r.queues.iter().map(|q| serde_json::json!({
             "vhost": q.vhost,

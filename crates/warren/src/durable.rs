@@ -54,13 +54,25 @@ impl NodeBackend {
     }
 
     /// The members of a new queue group of `replicas` nodes (default
-    /// [`DEFAULT_REPLICAS`], at most the cluster's size): this node first
+    /// [`DEFAULT_REPLICAS`], at most the number of nodes not judged down):
+    /// this node first
     /// (it stands for the first election, so the declaring client's node
     /// leads), then the next nodes of the peer table in ring order, so
     /// queues declared evenly over the nodes spread their replicas evenly.
     fn placement(&self, replicas: Option<u32>) -> Vec<u64> {
-        let nodes = self.node.nodes();
         let me = self.node.node_id();
+        // Nodes judged down are passed over: a replica could not start there.
+        let down = self
+            .node
+            .nodes_down()
+            .map(|d| d.borrow().clone())
+            .unwrap_or_default();
+        let nodes: Vec<u64> = self
+            .node
+            .nodes()
+            .into_iter()
+            .filter(|n| *n == me || !down.contains(n))
+            .collect();
         let want = replicas
             .map_or(DEFAULT_REPLICAS, |r| r as usize)
             .clamp(1, nodes.len());

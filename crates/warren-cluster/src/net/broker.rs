@@ -114,6 +114,9 @@ pub struct NodeReport {
     pub address: String,
     /// It answered the reporting node just now.
     pub reachable: bool,
+    /// The reporting node's failure detector judges it down (queues placed
+    /// now leave it out; what its consumers held was given back).
+    pub down: bool,
     /// Its metadata group has a membership (it founded or joined).
     pub member: bool,
 }
@@ -143,6 +146,7 @@ impl From<ClusterReport> for rpc::StatusResponse {
                     address: n.address,
                     reachable: n.reachable,
                     member: n.member,
+                    down: n.down,
                 })
                 .collect(),
             queues: r
@@ -175,6 +179,7 @@ impl From<rpc::StatusResponse> for ClusterReport {
                     address: n.address,
                     reachable: n.reachable,
                     member: n.member,
+                    down: n.down,
                 })
                 .collect(),
             queues: r

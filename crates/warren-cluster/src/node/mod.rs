@@ -375,6 +375,7 @@ impl<S: LogStore> Node<S> {
                             node_id: id,
                             address,
                             reachable: info.is_ok(),
+                            down: net.is_down(id),
                             member: info.is_ok_and(|i| i.meta_initialized),
                         }
                     }
@@ -386,6 +387,7 @@ impl<S: LogStore> Node<S> {
                 address: String::new(),
                 reachable: true,
                 member: true,
+                down: false,
             }],
         };
         let groups: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
