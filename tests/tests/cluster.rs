@@ -48,27 +48,40 @@ where
     }
 }
 
-/// Waits until the queue is visible (passive declare) through `conn`: a
-/// declaration on another node reaches this one's metadata a moment later.
-async fn wait_for_queue(conn: &lapin::Connection, queue: &str) -> anyhow::Result<()> {
-    wait_until(
-        Duration::from_secs(20),
-        "the queue on this node",
-        || async {
-            let ch = conn.create_channel().await.ok()?;
-            let options = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            let ok = ch
-                .queue_declare(queue.into(), options, FieldTable::default())
-                .await
-                .is_ok();
-            let _ = ch.close(200, "".into()).await;
-            ok.then_some(())
-        },
-    )
+/// Whether `queue` exists as seen through `conn` (a passive declare on a
+/// channel of its own; `None` if no channel could be opened).
+async fn queue_exists(conn: &lapin::Connection, queue: &str) -> Option<bool> {
+    let ch = conn.create_channel().await.ok()?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let ok = ch
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .is_ok();
+    // A channel a failed passive declare closed cannot be closed again.
+    let _ = ch.close(200, "".into()).await;
+    Some(ok)
+}
+
+/// Waits until `queue` is visible (`present`) or gone through `conn`: a
+/// change made on another node reaches this one's metadata a moment later.
+async fn wait_for_queue_state(
+    conn: &lapin::Connection,
+    queue: &str,
+    present: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(20), what, || async {
+        (queue_exists(conn, queue).await? == present).then_some(())
+    })
     .await
+}
+
+/// Waits until the queue is visible through `conn`.
+async fn wait_for_queue(conn: &lapin::Connection, queue: &str) -> anyhow::Result<()> {
+    wait_for_queue_state(conn, queue, true, "the queue on this node").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,22 +229,7 @@ async fn clients_on_any_node_share_a_durable_queue() -> anyhow::Result<()> {
         let ch2 = c2.create_channel().await?;
         ch2.queue_delete("shared".into(), Default::default())
             .await?;
-        wait_until(
-            Duration::from_secs(20),
-            "the queue gone on node 3",
-            || async {
-                let ch = c3.create_channel().await.ok()?;
-                let options = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
-                let r = ch
-                    .queue_declare("shared".into(), options, FieldTable::default())
-                    .await;
-                r.is_err().then_some(())
-            },
-        )
-        .await?;
+        wait_for_queue_state(&c3, "shared", false, "the queue gone on node 3").await?;
         Ok(())
     })
     .await
@@ -456,22 +454,7 @@ async fn publishes_on_any_node_reach_an_exclusive_queue() -> anyhow::Result<()> 
 
         // The queue goes with its connection, on every node.
         c2.close(200, "bye".into()).await?;
-        wait_until(
-            Duration::from_secs(20),
-            "the queue gone on node 3",
-            || async {
-                let ch = c3.create_channel().await.ok()?;
-                let options = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
-                let r = ch
-                    .queue_declare(name.as_str().into(), options, FieldTable::default())
-                    .await;
-                r.is_err().then_some(())
-            },
-        )
-        .await?;
+        wait_for_queue_state(&c3, &name, false, "the queue gone on node 3").await?;
         Ok(())
     })
     .await

@@ -82,6 +82,8 @@ pub struct Broker {
     backend: Option<Arc<dyn Backend>>,
     /// Serialises metadata changes (see the module doc).
     meta_serial: tokio::sync::Mutex<()>,
+    /// The backend is a cluster: other nodes change the metadata too.
+    clustered: bool,
     me: Weak<Broker>,
 }
 
@@ -94,6 +96,15 @@ fn store_error(e: StoreError) -> AmqpError {
 /// (quorum by default, or classic: a group of one either way).
 fn is_durable_queue(def: &QueueDef) -> bool {
     def.durable && def.exclusive_owner.is_none()
+}
+
+/// The queue logs the backend holds, by the queue each one holds.
+fn logs_by_queue(backend: &dyn Backend) -> BTreeMap<QueueKey, Arc<dyn QueueLog>> {
+    backend
+        .queues()
+        .into_iter()
+        .map(|log| (log.identity(), log))
+        .collect()
 }
 
 /// How many nodes a durable queue's log is replicated on, as declared:
@@ -193,6 +204,7 @@ impl Broker {
             reply_to: reply_to::ReplyTo::default(),
             memory: memory::MemoryAlarm::new(watermark),
             topology: AtomicU64::new(1),
+            clustered: backend.as_ref().is_some_and(|b| b.changes().is_some()),
             backend,
             meta_serial: tokio::sync::Mutex::new(()),
             me: me.clone(),
@@ -240,11 +252,7 @@ impl Broker {
             let _ = backend.meta_apply(cmd).await.map_err(store_error)?;
         }
         let meta = backend.meta();
-        let mut logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> = backend
-            .queues()
-            .into_iter()
-            .map(|log| (log.identity(), log))
-            .collect();
+        let mut logs = logs_by_queue(backend.as_ref());
         let broker = Self::empty(config, Some(backend.clone()));
         {
             let mut queues = Vec::new();
@@ -308,11 +316,7 @@ impl Broker {
         let stopped: Vec<QueueHandle> = {
             let _serial = self.meta_serial.lock().await;
             let meta = backend.meta();
-            let mut logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> = backend
-                .queues()
-                .into_iter()
-                .map(|log| (log.identity(), log))
-                .collect();
+            let mut logs = logs_by_queue(backend.as_ref());
             let mut stopped = Vec::new();
             {
                 let mut queues = self.queues.write();
@@ -478,7 +482,7 @@ impl Broker {
 
     /// Whether the backend is a cluster (other nodes change the metadata).
     fn clustered(&self) -> bool {
-        self.backend.as_ref().is_some_and(|b| b.changes().is_some())
+        self.clustered
     }
 
     /// A fresh id for a connection or a channel (an `OwnerId`).
