@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Runs every Warren test on a fresh machine: installs what the build needs,
 # checks formatting and lints, builds, runs the Rust tests (unit, property,
-# lapin end-to-end) and the pika client tests. This is the README's test
-# command, and what .ci/run calls.
+# lapin end-to-end), the pika client tests and the short, seeded selection
+# of chaos scenarios (chaos/, faults under load with loss checkers). This is
+# the README's test command, and what .ci/run calls.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-# Debian packages the build needs (bindgen for RocksDB needs libclang).
+# Debian packages the build needs (bindgen for RocksDB needs libclang), and
+# what the chaos scenarios use to cut links between nodes.
 need=()
-for pkg in libclang-dev python3-venv; do
+for pkg in libclang-dev python3-venv iproute2 iptables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -33,3 +35,5 @@ cargo test --workspace
 echo "== pika tests"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 WARREN_BIN="$target/debug/warren" bash tests/python/run.sh
+echo "== chaos scenarios (CI selection)"
+bash chaos/run --ci

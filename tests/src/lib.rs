@@ -140,6 +140,7 @@ async fn try_start_limits(
         definitions,
         memory_high_watermark,
         disk_free_limit,
+        loopback_users: vec!["guest".into()],
     };
     let running = warren::serve::start(args)
         .await

@@ -300,6 +300,11 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.shared.core.lock().state.as_ref().map(f)
     }
 
+    /// The index of the last log entry this replica applied (`None` before any).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.inner.shared.core.lock().applied_index()
+    }
+
     /// Snapshots the queue now and compacts its log (normally automatic).
     pub async fn snapshot(&self) -> Result<(), ClusterError> {
         self.inner.handle.snapshot().await

@@ -85,12 +85,15 @@ pub fn report_text(r: &ClusterReport) -> String {
     for q in &r.queues {
         let _ = writeln!(
             out,
-            "queue {} vhost {} group {} leader {} replicas [{}]",
+            "queue {} vhost {} group {} leader {} replicas [{}] applied {} messages {} unacked {}",
             q.name,
             q.vhost,
             q.group,
             or_none(q.leader),
-            ids(&q.members)
+            ids(&q.members),
+            or_none(q.applied_index),
+            q.messages,
+            q.unacked
         );
     }
     out
@@ -117,6 +120,9 @@ fn report_json(r: &ClusterReport) -> serde_json::Value {
             "group": q.group,
             "leader": q.leader,
             "replicas": q.members,
+            "applied_index": q.applied_index,
+            "messages": q.messages,
+            "unacked": q.unacked,
         })).collect::<Vec<_>>(),
     })
 }

@@ -48,6 +48,16 @@ pub struct ServeArgs {
     /// blocked (RabbitMQ's `disk_free_limit`, same default); 0 disables.
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = DEFAULT_DISK_FREE_LIMIT)]
     pub disk_free_limit: u64,
+    /// Users that may log in only from a loopback address (RabbitMQ's
+    /// `loopback_users`), comma-separated; `none` lets every user in from
+    /// anywhere. Default: guest, as in RabbitMQ.
+    #[arg(
+        long,
+        env = "WARREN_LOOPBACK_USERS",
+        value_delimiter = ',',
+        default_value = "guest"
+    )]
+    pub loopback_users: Vec<String>,
 }
 
 /// RabbitMQ's default `disk_free_limit`: 50 MB.
@@ -163,6 +173,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let mut config = ServerConfig::default();
+    config.loopback_users = args
+        .loopback_users
+        .iter()
+        .filter(|u| !u.is_empty() && u.as_str() != "none")
+        .cloned()
+        .collect();
     if let Some(w) = args.memory_high_watermark {
         config.memory_high_watermark = w;
     }

@@ -129,6 +129,13 @@ pub struct QueueReport {
     pub name: String,
     pub leader: Option<u64>,
     pub members: Vec<u64>,
+    /// The reporting node's replica: the last log index it applied
+    /// (`None` before any), and the messages its copy of the queue holds,
+    /// ready and unacked together, and unacked alone. Replicas of a quiet
+    /// group agree on all three.
+    pub applied_index: Option<u64>,
+    pub messages: u64,
+    pub unacked: u64,
 }
 
 impl From<ClusterReport> for rpc::StatusResponse {
@@ -158,6 +165,9 @@ impl From<ClusterReport> for rpc::StatusResponse {
                     name: q.name,
                     leader: q.leader,
                     members: q.members,
+                    applied_index: q.applied_index,
+                    messages: q.messages,
+                    unacked: q.unacked,
                 })
                 .collect(),
         }
@@ -191,6 +201,9 @@ impl From<rpc::StatusResponse> for ClusterReport {
                     name: q.name,
                     leader: q.leader,
                     members: q.members,
+                    applied_index: q.applied_index,
+                    messages: q.messages,
+                    unacked: q.unacked,
                 })
                 .collect(),
         }

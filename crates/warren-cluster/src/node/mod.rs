@@ -395,12 +395,18 @@ impl<S: LogStore> Node<S> {
             .iter()
             .map(|q| {
                 let (vhost, name) = q.identity();
+                let (messages, unacked) = q
+                    .with_state(|s| (s.message_count() + s.unacked_count(), s.unacked_count()))
+                    .unwrap_or_default();
                 crate::QueueReport {
                     group: q.group(),
                     vhost: vhost.to_owned(),
                     name: name.to_owned(),
                     leader: q.leader(),
                     members: q.members(),
+                    applied_index: q.applied_index(),
+                    messages,
+                    unacked,
                 }
             })
             .collect();

@@ -59,6 +59,13 @@ pub(crate) struct QueueCore {
     moved: Option<BTreeSet<u64>>,
 }
 
+impl QueueCore {
+    /// The index of the last entry applied (`None` before any).
+    pub(crate) fn applied_index(&self) -> Option<u64> {
+        self.applied.as_ref().map(|l| l.index)
+    }
+}
+
 /// `QueueCore` behind a lock that is never held across an await.
 #[derive(Default)]
 pub(crate) struct QueueShared {
