@@ -56,6 +56,8 @@ pub struct Node {
     pub max_rss_kib: u64,
     /// Why the node died when no step killed it.
     pub unexpected_exit: Option<String>,
+    /// Exit codes of the runs that ended on their own.
+    pub exit_codes: Vec<Option<i32>>,
 }
 
 impl Node {
@@ -228,6 +230,7 @@ impl Cluster {
                 runs: 0,
                 max_rss_kib: 0,
                 unexpected_exit: None,
+                exit_codes: Vec::new(),
             });
         }
         let peers = nodes
@@ -452,7 +455,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Fills node `id`'s data filesystem to the last byte.
+    /// Fills node `id`'s data filesystem to the last byte (again: the
+    /// node frees space as it deletes obsolete files, so the runner tops
+    /// the filler up while the fault lasts).
     pub fn fill_disk(&mut self, id: u64) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.tmpfs,
@@ -460,8 +465,11 @@ impl Cluster {
         );
         use std::io::Write as _;
         let path = self.node(id)?.dir.join("filler");
-        let mut f = std::fs::File::create(&path)?;
-        let chunk = vec![0u8; 1 << 20];
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let chunk = vec![0u8; 64 << 10];
         loop {
             if let Err(e) = f.write_all(&chunk) {
                 anyhow::ensure!(e.raw_os_error() == Some(28), "filling: {e}");
@@ -488,6 +496,7 @@ impl Cluster {
             match child.try_wait() {
                 Ok(Some(status)) => {
                     node.unexpected_exit = Some(format!("run {}: {status}", node.runs));
+                    node.exit_codes.push(status.code());
                     node.child = None;
                     node.state = NodeState::Killed;
                 }

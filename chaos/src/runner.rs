@@ -167,6 +167,9 @@ impl Run<'_> {
         let until = Instant::now() + d;
         while Instant::now() < until {
             self.cluster.reap();
+            for &id in &self.filled {
+                let _ = self.cluster.fill_disk(id);
+            }
             let left = until.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(500))).await;
         }
@@ -473,13 +476,23 @@ impl Run<'_> {
 
     fn no_crash(&self) -> Verdict {
         let mut bad = self.cluster.panics();
+        let mut allowed = Vec::new();
+        let ok_code =
+            |c: &Option<i32>| c.is_some_and(|c| self.scenario.file.exits_allowed.contains(&c));
         for n in &self.cluster.nodes {
-            if let Some(why) = &n.unexpected_exit {
-                bad.push(format!("node {} exited on its own ({why})", n.id));
+            if n.exit_codes.iter().all(ok_code) {
+                if !n.exit_codes.is_empty() {
+                    allowed.push(format!("n{} exited {:?} (allowed)", n.id, n.exit_codes));
+                }
+            } else if let Some(why) = &n.unexpected_exit {
+                bad.push(format!(
+                    "node {} exited on its own ({why}; codes {:?})",
+                    n.id, n.exit_codes
+                ));
             }
         }
         if bad.is_empty() {
-            Verdict::pass("no node panicked or died on its own", "")
+            Verdict::pass("no node panicked or died on its own", allowed.join("; "))
         } else {
             Verdict::fail("no node panicked or died on its own", bad.join("; "))
         }

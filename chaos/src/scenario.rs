@@ -56,6 +56,10 @@ pub struct ScenarioFile {
     /// Size of each node's data filesystem when a step fills a disk, MiB.
     #[serde(default = "defaults::disk_mib")]
     pub disk_mib: u64,
+    /// Exit codes with which a node may stop on its own in this scenario
+    /// (74: a failed store write stops the node by design).
+    #[serde(default)]
+    pub exits_allowed: Vec<i32>,
     pub steps: Vec<String>,
 }
 

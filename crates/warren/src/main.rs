@@ -23,6 +23,9 @@ enum Command {
     Ctl(warren::ctl::CtlArgs),
 }
 
+/// Exit status of a node stopped by a failed store write (EX_IOERR).
+const STORAGE_FAILED_EXIT: i32 = 74;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -32,7 +35,18 @@ async fn main() -> anyhow::Result<()> {
             let running = warren::serve::start(args).await?;
             // Tests and scripts read the bound address from this line.
             println!("warren listening: amqp={}", running.amqp_addr);
-            wait_for_signal().await?;
+            tokio::select! {
+                signal = wait_for_signal() => signal?,
+                () = running.storage_failed() => {
+                    tracing::error!(
+                        "a write to the data directory failed (logged above): stopping this node \
+                         so that none of its replicas goes on without a log it could not write; \
+                         restart it once the disk has room and is healthy"
+                    );
+                    // Not a clean shutdown: nothing more may touch the store.
+                    std::process::exit(STORAGE_FAILED_EXIT);
+                }
+            }
             tracing::info!("shutting down");
             running.shutdown();
             Ok(())

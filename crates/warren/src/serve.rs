@@ -156,10 +156,27 @@ pub async fn resolve_peers(list: &str) -> anyhow::Result<BTreeMap<u64, SocketAdd
 pub struct Running {
     pub amqp_addr: SocketAddr,
     pub broker: Arc<Broker>,
+    backend: Arc<crate::durable::NodeBackend>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl Running {
+    /// Resolves once a write to the node's store has failed (a full disk,
+    /// a failed fsync). The Raft groups that hit it have stopped for good
+    /// (openraft treats storage errors as fatal), and a failed fsync must
+    /// not be retried (the page cache may have dropped what it held), so
+    /// the binary stops the whole node: its leaderships move to healthy
+    /// nodes, and a restart, once the disk is sound, recovers from the log.
+    pub async fn storage_failed(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if self.backend.node().store_stats().failed_batches > 0 {
+                return;
+            }
+        }
+    }
+
     /// Stops accepting new connections.
     pub fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -267,6 +284,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     Ok(Running {
         amqp_addr,
         broker,
+        backend,
         stop: Some(stop),
     })
 }

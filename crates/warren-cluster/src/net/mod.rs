@@ -352,12 +352,14 @@ impl Net {
         vhost: &str,
         name: &str,
         timeout: Duration,
+        repair: bool,
     ) -> Result<bool, NetError> {
         let mut client = self.client(node)?;
         let mut req = tonic::Request::new(rpc::StartReplicaRequest {
             group_id: group,
             vhost: vhost.to_owned(),
             name: name.to_owned(),
+            repair,
         });
         req.set_timeout(timeout);
         client

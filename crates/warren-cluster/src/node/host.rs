@@ -62,7 +62,7 @@ impl<S: LogStore> Host for NodeHost<S> {
         let node = self.node();
         Box::pin(async move {
             let created = node?
-                .start_replica(req.group_id, &req.vhost, &req.name)
+                .start_replica(req.group_id, &req.vhost, &req.name, req.repair)
                 .await
                 .map_err(status)?;
             Ok(rpc::StartReplicaResponse { created })

@@ -200,6 +200,7 @@ async fn open_queue<S: LogStore>(
     let net = net.map(|n| GroupNet {
         net: n.clone(),
         prep: Some(snapshot_prep(store.clone(), group)),
+        identity: Some(identity.clone()),
     });
     let handle = start_group(node_id, group, store.clone(), sm, Some(shared.clone()), net).await?;
     Ok(QueueGroup::new(store.clone(), handle, shared, identity))
@@ -266,6 +267,7 @@ impl<S: LogStore> Node<S> {
         let group_net = GroupNet {
             net: net.clone(),
             prep: None,
+            identity: None,
         };
         let meta = start_group(
             node_id,
@@ -559,7 +561,7 @@ impl<S: LogStore> Node<S> {
             let deadline = tokio::time::Instant::now() + REPLICA_WAIT;
             loop {
                 match net
-                    .start_replica(*peer, group, vhost, name, REPLICA_WAIT)
+                    .start_replica(*peer, group, vhost, name, REPLICA_WAIT, false)
                     .await
                 {
                     Ok(_) => return Ok(()),
@@ -576,15 +578,22 @@ impl<S: LogStore> Node<S> {
     }
 
     /// Starts an empty replica of `group` (asked by the member creating
-    /// it); false if this node already runs the group.
+    /// it, or by its leader repairing a lost replica); false if this node
+    /// already runs the group.
     pub(crate) async fn start_replica(
         &self,
         group: GroupId,
         vhost: &str,
         name: &str,
+        repair: bool,
     ) -> Result<bool, ClusterError> {
         if group == METADATA_GROUP {
             return Err(ClusterError::ReservedGroup(group));
+        }
+        if repair && self.with_meta(|m| m.queue(vhost, name).is_none()) {
+            return Err(ClusterError::Config(format!(
+                "no queue '{name}' in vhost '{vhost}' here: not repairing group {group}"
+            )));
         }
         let _one_at_a_time = self.inner.starting.lock().await;
         if self.inner.queues.lock().contains_key(&group) {

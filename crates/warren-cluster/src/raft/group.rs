@@ -76,6 +76,9 @@ pub(crate) struct GroupNet {
     pub(crate) net: Arc<Net>,
     /// For a queue group: adds the message bodies to a snapshot sent out.
     pub(crate) prep: Option<SnapshotPrep>,
+    /// For a queue group: its queue (vhost, name), to replace the replica
+    /// of a member that lost it (`repair`).
+    pub(crate) identity: Option<(String, String)>,
 }
 
 /// How a group finds out that it needs a new leader.
@@ -258,7 +261,12 @@ where
     let cfg = Arc::new(config(group, queue.is_some(), timers)?);
     let lease = detected.then(|| Duration::from_millis(cfg.election_timeout_max));
     let log = LogAdapter::new(store, group, queue);
-    let Some(GroupNet { net, prep }) = net else {
+    let Some(GroupNet {
+        net,
+        prep,
+        identity,
+    }) = net
+    else {
         let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
             .await
             .map_err(raft_err)?;
@@ -275,14 +283,19 @@ where
             lease: None,
         });
     };
+    let (missing_tx, missing_rx) = tokio::sync::mpsc::unbounded_channel();
     let factory = GrpcNetworkFactory {
         group,
         net: net.clone(),
         prep,
+        missing: identity.is_some().then_some(missing_tx),
     };
     let raft = Raft::new(node_id, cfg, factory, log, sm)
         .await
         .map_err(raft_err)?;
+    if let Some(identity) = identity {
+        super::repair::spawn(raft.clone(), net.clone(), group, identity, missing_rx);
+    }
     net.register(
         group,
         Arc::new(RaftRpc {
@@ -565,7 +578,10 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
     ) -> Result<BoxStream<'static, Answer>, ClusterError> {
         let stream = self.raft.client_write_many(reqs).await.map_err(raft_err)?;
         let group = self.group;
+        // Fused: the stream ends early when the group stops, and callers
+        // may poll it again for answers that will not come.
         Ok(stream
+            .fuse()
             .map(move |r| match r {
                 Ok(Ok(resp)) => Ok((resp.log_id.index, resp.response)),
                 Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ClusterError::NotLeader {

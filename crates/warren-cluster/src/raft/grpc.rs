@@ -22,6 +22,7 @@ use warren_storage::GroupId;
 
 use super::TypeConfig;
 use super::codec::{snapshot_meta_to_pb, vote_to_pb};
+use super::repair::MissingTx;
 use super::wire;
 use crate::convert::DecodeError;
 use crate::net::{Net, NetError};
@@ -41,6 +42,8 @@ pub(crate) struct GrpcNetworkFactory {
     pub(crate) group: GroupId,
     pub(crate) net: Arc<Net>,
     pub(crate) prep: Option<SnapshotPrep>,
+    /// For a queue group: told of peers that run no replica of it.
+    pub(crate) missing: Option<MissingTx>,
 }
 
 /// A client of one group towards one peer.
@@ -49,6 +52,7 @@ pub(crate) struct GrpcNetwork {
     target: u64,
     net: Arc<Net>,
     prep: Option<SnapshotPrep>,
+    missing: Option<MissingTx>,
 }
 
 impl RaftNetworkFactory<C> for GrpcNetworkFactory {
@@ -60,6 +64,7 @@ impl RaftNetworkFactory<C> for GrpcNetworkFactory {
             target,
             net: self.net.clone(),
             prep: self.prep.clone(),
+            missing: self.missing.clone(),
         }
     }
 }
@@ -99,6 +104,12 @@ impl GrpcNetwork {
     }
 
     fn status(&self, status: tonic::Status) -> NetError {
+        if status.code() == tonic::Code::NotFound
+            && let Some(missing) = &self.missing
+        {
+            // The peer runs no replica of this group (see `repair`).
+            let _ = missing.send(self.target);
+        }
         NetError::Rpc {
             node: self.target,
             status,

@@ -237,9 +237,14 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
         let this = self.clone();
         tokio::spawn(async move {
             let res = write.await;
-            this.flushed(append, &indexes);
-            if let Err(e) = &res {
-                tracing::error!(group = this.group, error = %e, "raft log append failed");
+            match &res {
+                Ok(()) => this.flushed(append, &indexes),
+                // The entries stay readable from memory: openraft reads back
+                // what append was given (a committed entry is applied from
+                // here even if this node's own write failed), and a short
+                // read is a broken contract it asserts on. The node stops
+                // on a failed write anyway (`warren serve`).
+                Err(e) => tracing::error!(group = this.group, error = %e, "raft log append failed"),
             }
             callback.io_completed(res.map_err(io_err));
         });

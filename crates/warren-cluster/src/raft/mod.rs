@@ -25,6 +25,7 @@ mod log_store;
 mod meta_sm;
 mod network;
 mod queue_sm;
+mod repair;
 mod rpc_host;
 mod snapshot;
 mod wire;

@@ -206,7 +206,9 @@ where
                 .client_write_many(proposals.into_iter().map(Request))
                 .await
             {
-                Ok(s) => s,
+                // Fused: once the group stops, the stream ends early and
+                // the loop below polls it again for each missing answer.
+                Ok(s) => s.fuse(),
                 Err(_) => return refused(None),
             };
             let mut results = Vec::with_capacity(n);
