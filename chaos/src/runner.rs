@@ -221,7 +221,7 @@ impl Run<'_> {
                 let a = self.resolve(a, &[]).await?;
                 let b = self.resolve(b, &a).await?;
                 self.cluster.partition(&a, &b)?;
-                self.mark(format!("partition {} | {}", ids(&a), ids(&b)));
+                self.mark(format!("partition {} from {}", ids(&a), ids(&b)));
                 self.last = a;
             }
             Step::Heal => self.cluster.heal()?,

@@ -419,6 +419,64 @@ async fn restarted_node_catches_up_by_snapshot_with_bodies() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_gets_a_new_replica_and_votes_again() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    // The repair is refused for a queue the member's metadata lacks.
+    assert_eq!(
+        c.node(1).meta_apply(declare_queue("rq")).await?,
+        Ok(MetaReply::Created)
+    );
+    c.node(1)
+        .create_queue_on(GROUP, "/", "rq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let leader = c.queue_leader(GROUP).await?;
+    let before = names("before", 0..100);
+    enqueue_all(&c.node(leader).queue(GROUP).context("replica")?, &before).await?;
+
+    // A member leading nothing comes back with an empty data directory.
+    let meta_leader = c.node(leader).meta_leader().context("meta leader")?;
+    let lost = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != meta_leader)
+        .context("a node leading nothing")?;
+    c.stop(lost).await?;
+    let fresh = tempfile::tempdir()?;
+    c.restart(lost, fresh.path().to_path_buf()).await?;
+    let after = names("after", 0..50);
+    let lq = c.node(leader).queue(GROUP).context("replica")?;
+    enqueue_all(&lq, &after).await?;
+
+    // The leader finds the replica missing, demotes the member, starts a
+    // new replica there and promotes it back once it caught up.
+    let n = c.node(lost);
+    let expected: BTreeSet<String> = before.iter().chain(&after).cloned().collect();
+    eventually("a new replica on the emptied node", || {
+        n.queue(GROUP).is_some()
+    })
+    .await?;
+    let q = n.queue(GROUP).context("new replica")?;
+    eventually("the new replica caught up", || {
+        count(&q) == expected.len() as u64
+    })
+    .await?;
+    assert_eq!(bodies_held(&q)?, expected);
+    eventually("the member votes again", || lq.members() == vec![1, 2, 3]).await?;
+    // And it counts: with the leader's other follower gone, the group
+    // still commits on the leader and the repaired member.
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != lost)
+        .context("the third node")?;
+    c.stop(other).await?;
+    enqueue_all(&lq, &names("late", 0..10)).await?;
+    eventually("the repaired member holds the late ones", || {
+        count(&q) == expected.len() as u64 + 10
+    })
+    .await?;
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emptied_lowest_node_joins_instead_of_founding() -> anyhow::Result<()> {
     let mut c = Cluster::start().await?;
     assert_eq!(

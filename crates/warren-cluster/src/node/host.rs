@@ -50,6 +50,11 @@ impl<S: LogStore> Host for NodeHost<S> {
                 meta_leader: meta.leader(),
                 meta_voters: meta.voters(),
                 meta_learners: meta.learners(),
+                queue_applied: node
+                    .queue_groups()
+                    .into_iter()
+                    .map(|g| node.queue(g).and_then(|q| q.applied_index()).unwrap_or(0))
+                    .collect(),
                 queue_groups: node.queue_groups(),
             })
         })

@@ -184,6 +184,12 @@ fn config(group: GroupId, queue: bool, timers: Timers) -> Result<Config, Cluster
         // bumping the term and unseating a healthy leader.
         c.enable_pre_vote = Some(true);
         c.install_snapshot_timeout = 5_000;
+        // A member that came back with an emptied data directory has a
+        // shorter log than the leader last matched: start its replication
+        // over from nothing instead of panicking the leader's core (what
+        // openraft does without this). Its vote is taken away meanwhile
+        // (`repair`).
+        c.allow_log_reversion = Some(true);
     }
     if let Timers::Detector { down_after } = timers {
         // No tick: no heartbeats, no election timer, no wakeup while idle.
@@ -294,7 +300,14 @@ where
         .await
         .map_err(raft_err)?;
     if let Some(identity) = identity {
-        super::repair::spawn(raft.clone(), net.clone(), group, identity, missing_rx);
+        super::repair::spawn(
+            raft.clone(),
+            net.clone(),
+            group,
+            identity,
+            lease,
+            missing_rx,
+        );
     }
     net.register(
         group,

@@ -6,7 +6,8 @@
 //! ```text
 //!   append to peer ─▶ NOT_FOUND ─▶ (leader) demote peer to learner
 //!        ─▶ StartReplica(repair) on peer ─▶ peer catches up (snapshot + log)
-//!        ─▶ promote peer to voter
+//!        ─▶ (leader, checked every second) promote learners whose own
+//!           report shows them caught up
 //! ```
 //!
 //! The peer votes again only once it holds the log: an empty voter would
@@ -31,10 +32,11 @@ type C = TypeConfig;
 
 /// At most one repair attempt per peer this often.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
-/// How long a new replica may take to catch up before the attempt is
-/// abandoned (the next NOT_FOUND or lag starts another).
-const CATCH_UP: Duration = Duration::from_secs(120);
-const START_WAIT: Duration = Duration::from_secs(10);
+/// A learner whose replica applied the log to this close to the leader's
+/// last index is caught up enough to vote (a follower is always a little
+/// behind under load).
+const CAUGHT_UP: u64 = 256;
+const ASK_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a group's network reports peers that run no replica of it.
 pub(crate) type MissingTx = mpsc::UnboundedSender<u64>;
@@ -45,50 +47,52 @@ pub(crate) fn spawn<SM: RaftStateMachine<C>>(
     net: Arc<Net>,
     group: GroupId,
     identity: (String, String),
+    lease: Option<Duration>,
     mut missing: mpsc::UnboundedReceiver<u64>,
 ) {
     tokio::spawn(async move {
         let mut tried: BTreeMap<u64, Instant> = BTreeMap::new();
         loop {
-            // Wake now and then to notice that the group stopped (the task
-            // holds a handle that would keep it alive).
+            // Wakes every second: to promote learners that caught up, and
+            // to notice that the group stopped (the task holds a handle
+            // that would keep it alive).
             let peer = match tokio::time::timeout(Duration::from_secs(1), missing.recv()).await {
-                Ok(Some(p)) => p,
+                Ok(Some(p)) => Some(p),
                 Ok(None) => return,
-                Err(_) => {
-                    if raft.metrics().borrow_watched().running_state.is_err() {
-                        return;
-                    }
-                    continue;
-                }
+                Err(_) => None,
             };
             if raft.metrics().borrow_watched().running_state.is_err() {
                 return;
             }
-            if !raft.is_leader() || tried.get(&peer).is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+            if !raft.is_leader() {
                 continue;
             }
-            tried.insert(peer, Instant::now());
-            let (vhost, name) = (&identity.0, &identity.1);
-            match repair(&raft, &net, group, vhost, name, peer).await {
-                Ok(()) => tracing::info!(
-                    group, peer, queue = %name, vhost = %vhost,
-                    "a lost queue replica was replaced: the member caught up and votes again"
-                ),
-                Err(e) => tracing::warn!(
-                    group, peer, queue = %name, error = %e,
-                    "repairing a lost queue replica failed; will try again"
-                ),
+            if let Some(peer) = peer
+                && tried.get(&peer).is_none_or(|t| t.elapsed() >= RETRY_EVERY)
+            {
+                tried.insert(peer, Instant::now());
+                let (vhost, name) = (&identity.0, &identity.1);
+                if let Err(e) = replace(&raft, &net, lease, group, vhost, name, peer).await {
+                    tracing::warn!(
+                        group, peer, queue = %name, error = %e,
+                        "replacing a lost queue replica failed; will try again"
+                    );
+                }
+                // What the repair itself provoked is stale now.
+                while missing.try_recv().is_ok() {}
             }
-            // What the repair itself provoked is stale now.
-            while missing.try_recv().is_ok() {}
+            promote_caught_up(&raft, &net, lease, group, &identity.1).await;
         }
     });
 }
 
-async fn repair<SM: RaftStateMachine<C>>(
+/// Demotes `peer` to learner and starts an empty replica on it; the
+/// leader then replicates to it, and [`promote_caught_up`] gives its vote
+/// back once it holds the log.
+async fn replace<SM: RaftStateMachine<C>>(
     raft: &Raft<C, SM>,
     net: &Net,
+    lease: Option<Duration>,
     group: GroupId,
     vhost: &str,
     name: &str,
@@ -107,6 +111,9 @@ async fn repair<SM: RaftStateMachine<C>>(
          demoting it to learner and starting a new replica there"
     );
     if voters.contains(&peer) {
+        if !writable(raft, lease).await {
+            return Err("this node's leader lease could not be renewed".into());
+        }
         // Kept as a learner: still replicated to, no longer voting.
         raft.change_membership(
             openraft::ChangeMembers::RemoveVoters(BTreeSet::from([peer])),
@@ -115,28 +122,70 @@ async fn repair<SM: RaftStateMachine<C>>(
         .await
         .map_err(|e| format!("demoting node {peer}: {e}"))?;
     }
-    net.start_replica(peer, group, vhost, name, START_WAIT, true)
+    net.start_replica(peer, group, vhost, name, ASK_WAIT, true)
         .await
         .map_err(|e| format!("starting a replica on node {peer}: {e}"))?;
-    // Caught up: the peer holds everything this leader has committed.
-    let target = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
-    raft.wait(Some(CATCH_UP))
-        .metrics(
-            |m| {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&peer).cloned().flatten())
-                    .is_some_and(|matched| matched.index >= target)
-            },
-            "new replica caught up",
-        )
-        .await
-        .map_err(|e| format!("node {peer} catching up: {e}"))?;
-    raft.change_membership(
-        openraft::ChangeMembers::AddVoterIds(BTreeSet::from([peer])),
-        false,
-    )
-    .await
-    .map_err(|e| format!("promoting node {peer}: {e}"))?;
     Ok(())
+}
+
+/// Promotes every learner whose replica applied the log to within
+/// [`CAUGHT_UP`] entries of the leader's: in a queue group, learners are
+/// only ever replaced members on their way back (a leader that took over
+/// mid-repair finishes it here too). The learner's own report decides:
+/// the leader's replication progress towards it may still be the one from
+/// before it lost its data.
+async fn promote_caught_up<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    net: &Net,
+    lease: Option<Duration>,
+    group: GroupId,
+    name: &str,
+) {
+    let (last, learners): (u64, Vec<u64>) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        let learners = m.membership_config.membership().learner_ids().collect();
+        (m.last_log_index.unwrap_or(0), learners)
+    };
+    let mut ready = BTreeSet::new();
+    for l in learners {
+        let Ok(info) = net.cluster_info(l, ASK_WAIT).await else {
+            continue;
+        };
+        let applied = info
+            .queue_groups
+            .iter()
+            .zip(&info.queue_applied)
+            .find(|(g, _)| **g == group)
+            .map(|(_, a)| *a);
+        if applied.is_some_and(|a| a > 0 && a + CAUGHT_UP >= last) {
+            ready.insert(l);
+        }
+    }
+    if ready.is_empty() || !writable(raft, lease).await {
+        return;
+    }
+    match raft
+        .change_membership(openraft::ChangeMembers::AddVoterIds(ready.clone()), false)
+        .await
+    {
+        Ok(_) => tracing::info!(
+            group, queue = %name, peers = ?ready,
+            "replaced queue replicas caught up and vote again"
+        ),
+        Err(e) => tracing::warn!(
+            group, queue = %name, peers = ?ready, error = %e,
+            "promoting caught-up replicas failed; will try again"
+        ),
+    }
+}
+
+/// A membership change is a write: a leader without heartbeats renews its
+/// lease first if it lapsed while idle (see `renew_lease`). Only called
+/// when there is a change to make, so idle groups stay silent.
+async fn writable<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, lease: Option<Duration>) -> bool {
+    match lease {
+        Some(lease) => super::group::renew_lease(raft, lease).await,
+        None => true,
+    }
 }
