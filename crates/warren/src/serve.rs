@@ -189,13 +189,15 @@ impl Running {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let mut config = ServerConfig::default();
-    config.loopback_users = args
-        .loopback_users
-        .iter()
-        .filter(|u| !u.is_empty() && u.as_str() != "none")
-        .cloned()
-        .collect();
+    let mut config = ServerConfig {
+        loopback_users: args
+            .loopback_users
+            .iter()
+            .filter(|u| !u.is_empty() && u.as_str() != "none")
+            .cloned()
+            .collect(),
+        ..ServerConfig::default()
+    };
     if let Some(w) = args.memory_high_watermark {
         config.memory_high_watermark = w;
     }
