@@ -55,6 +55,13 @@
 //! through the `warren.broker.v1` service ([`Node::publish_to`], for a
 //! transient queue that lives on one node) and answer
 //! `warren ctl cluster status` ([`cluster_report`]).
+//!
+//! A member whose replica is gone (its node came back with an emptied data
+//! directory) answers its group's RPCs with NOT_FOUND; the group's leader
+//! then demotes it to learner, starts an empty replica there, and promotes
+//! it once the member itself reports having applied the log (`raft::repair`).
+//! A storage error is fatal to an openraft group, and the binary stops the
+//! node on a failed write rather than serve on with dead groups.
 
 pub mod convert;
 mod error;
