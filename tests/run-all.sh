@@ -12,7 +12,7 @@ cd "$repo"
 # Debian packages the build needs (bindgen for RocksDB needs libclang), and
 # what the chaos scenarios use to cut links between nodes.
 need=()
-for pkg in libclang-dev python3-venv iproute2 iptables; do
+for pkg in libclang-dev python3-venv iproute2 iptables libfaketime; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -26,6 +26,9 @@ use tokio::process::{Child, Command};
 const BRIDGE: &str = "wrnbr0";
 const BRIDGE_IP: &str = "10.201.0.1";
 const NS_PREFIX: &str = "wrn";
+/// Debian's libfaketime (package `libfaketime`): preloaded into a node, it
+/// shifts every clock it reads by the offset in the node's `faketime` file.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 fn node_ip(id: u64) -> String {
     format!("10.201.0.{}", 10 + id)
@@ -58,6 +61,8 @@ pub struct Node {
     pub unexpected_exit: Option<String>,
     /// Exit codes of the runs that ended on their own.
     pub exit_codes: Vec<Option<i32>>,
+    /// Seconds the node's clocks were moved (with `faketime`).
+    clock_offset: i64,
 }
 
 impl Node {
@@ -74,6 +79,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     netns: bool,
     tmpfs: bool,
+    /// Nodes run under libfaketime (a scenario moves their clocks).
+    faketime: bool,
     bin: PathBuf,
     peers: String,
     /// Namespaces with a netem qdisc to remove on heal.
@@ -165,6 +172,7 @@ impl Cluster {
         n: u64,
         netns: bool,
         disk_mib: Option<u64>,
+        faketime: bool,
     ) -> anyhow::Result<Cluster> {
         if netns {
             clean_netns();
@@ -231,6 +239,7 @@ impl Cluster {
                 max_rss_kib: 0,
                 unexpected_exit: None,
                 exit_codes: Vec::new(),
+                clock_offset: 0,
             });
         }
         let peers = nodes
@@ -242,6 +251,7 @@ impl Cluster {
             nodes,
             netns,
             tmpfs: disk_mib.is_some(),
+            faketime,
             bin: bin.to_owned(),
             peers,
             slowed: Vec::new(),
@@ -294,6 +304,7 @@ impl Cluster {
         let bin = self.bin.clone();
         let peers = self.peers.clone();
         let netns = self.netns;
+        let faketime = self.faketime;
         let node = self.node_mut(id)?;
         anyhow::ensure!(node.child.is_none(), "node {id} is running");
         node.runs += 1;
@@ -323,8 +334,16 @@ impl Cluster {
                 "WARREN_LOG",
                 std::env::var("WARREN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
+            .stdin(Stdio::null());
+        if faketime {
+            let file = node.dir.join("faketime");
+            std::fs::write(&file, format!("{:+}\n", node.clock_offset))?;
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME_TIMESTAMP_FILE", &file)
+                // Re-read the offset every second, so a jump takes effect.
+                .env("FAKETIME_CACHE_DURATION", "1");
+        }
+        cmd.stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         node.child = Some(cmd.spawn().with_context(|| format!("spawning node {id}"))?);
@@ -483,6 +502,21 @@ impl Cluster {
         if path.exists() {
             std::fs::remove_file(path)?;
         }
+        Ok(())
+    }
+
+    /// Moves node `id`'s clocks (wall and monotonic) by `secs`.
+    pub fn jump_clock(&mut self, id: u64, secs: i64) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.faketime,
+            "clock steps need the nodes under libfaketime"
+        );
+        let node = self.node_mut(id)?;
+        node.clock_offset += secs;
+        std::fs::write(
+            node.dir.join("faketime"),
+            format!("{:+}\n", node.clock_offset),
+        )?;
         Ok(())
     }
 

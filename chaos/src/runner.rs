@@ -86,6 +86,10 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         outcome.skipped = Some("the kernel has no tc netem (sch_netem)".into());
         return Ok(outcome);
     }
+    if scenario.needs_faketime() && !std::path::Path::new(cluster::FAKETIME_LIB).exists() {
+        outcome.skipped = Some("needs libfaketime (Debian package libfaketime)".into());
+        return Ok(outcome);
+    }
     if scenario.needs_tmpfs() && !opts.netns {
         outcome.skipped = Some("needs root to mount a tmpfs".into());
         return Ok(outcome);
@@ -95,7 +99,15 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
     }
     std::fs::create_dir_all(&dir)?;
     let disk = scenario.needs_tmpfs().then_some(scenario.file.disk_mib);
-    let cluster = Cluster::new(&opts.bin, &dir, scenario.file.nodes, opts.netns, disk)?;
+    let faketime = scenario.needs_faketime();
+    let cluster = Cluster::new(
+        &opts.bin,
+        &dir,
+        scenario.file.nodes,
+        opts.netns,
+        disk,
+        faketime,
+    )?;
     let mut run = Run {
         scenario,
         cluster,
@@ -236,6 +248,12 @@ impl Run<'_> {
                     self.cluster.fill_disk(id)?;
                     self.filled.push(id);
                     self.mark(format!("fill disk n{id}"));
+                }
+            }
+            Step::Clock(t, secs) => {
+                for id in self.resolve(t, &[]).await? {
+                    self.cluster.jump_clock(id, *secs)?;
+                    self.mark(format!("clock n{id} {secs:+}s"));
                 }
             }
             Step::FreeDisk(t) => {

@@ -21,6 +21,7 @@
 //! | `heal`                | undo every partition and slow link                     |
 //! | `slow T MS`           | delay T's packets by MS (tc netem, where the kernel has it) |
 //! | `fill-disk T` / `free-disk T` | fill T's data filesystem (a tmpfs) / free it   |
+//! | `clock T +S`          | T's clocks (wall and monotonic) jump S seconds (libfaketime) |
 
 use std::path::Path;
 
@@ -128,6 +129,7 @@ pub enum Step {
     Slow(Vec<Target>, u64),
     FillDisk(Vec<Target>),
     FreeDisk(Vec<Target>),
+    Clock(Vec<Target>, i64),
 }
 
 impl Step {
@@ -138,6 +140,10 @@ impl Step {
 
     pub fn needs_tmpfs(&self) -> bool {
         matches!(self, Step::FillDisk(_) | Step::FreeDisk(_))
+    }
+
+    pub fn needs_faketime(&self) -> bool {
+        matches!(self, Step::Clock(..))
     }
 }
 
@@ -175,6 +181,10 @@ impl Scenario {
     pub fn needs_tmpfs(&self) -> bool {
         self.steps.iter().any(Step::needs_tmpfs)
     }
+
+    pub fn needs_faketime(&self) -> bool {
+        self.steps.iter().any(Step::needs_faketime)
+    }
 }
 
 pub fn parse_step(line: &str) -> anyhow::Result<Step> {
@@ -210,6 +220,10 @@ pub fn parse_step(line: &str) -> anyhow::Result<Step> {
         "slow" => {
             let (t, ms) = rest.rsplit_once(' ').context("slow T MS")?;
             Step::Slow(targets(t)?, ms.trim().parse()?)
+        }
+        "clock" => {
+            let (t, secs) = rest.rsplit_once(' ').context("clock T +S")?;
+            Step::Clock(targets(t)?, secs.trim().trim_start_matches('+').parse()?)
         }
         "fill-disk" => Step::FillDisk(targets(rest)?),
         "free-disk" => Step::FreeDisk(targets(rest)?),
@@ -283,6 +297,10 @@ mod tests {
             Step::Slow(vec![Target::Node(2)], 100)
         );
         assert_eq!(parse_step("restart it")?, Step::Restart(vec![Target::It]));
+        assert_eq!(
+            parse_step("clock random +60")?,
+            Step::Clock(vec![Target::Random], 60)
+        );
         assert!(parse_step("kill").is_err());
         assert!(parse_step("explode 1").is_err());
         assert!(parse_step("wait 3..1").is_err());
