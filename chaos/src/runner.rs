@@ -95,7 +95,13 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         return Ok(outcome);
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        // A replay keeps the logs of the run it replays, one generation back.
+        let prev = dir.with_extension("prev");
+        if prev.exists() {
+            std::fs::remove_dir_all(&prev)
+                .with_context(|| format!("clearing {}", prev.display()))?;
+        }
+        std::fs::rename(&dir, &prev).with_context(|| format!("keeping {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
     let disk = scenario.needs_tmpfs().then_some(scenario.file.disk_mib);
