@@ -183,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let scenarios = load_all(&args.scenarios_dir, &args.scenarios, args.ci)?;
     anyhow::ensure!(!scenarios.is_empty(), "no scenario selected");
+    let _lock = RunLock::take(&args.work)?;
     let netns = !args.loopback && cluster::netns_available();
     if !netns {
         println!(
@@ -234,4 +235,31 @@ async fn main() -> anyhow::Result<()> {
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
     anyhow::ensure!(failed == 0, "{failed} of {} runs failed", outcomes.len());
     Ok(())
+}
+
+/// One chaos run at a time per machine: runs share the namespace names,
+/// the bridge and its addresses, and each clears what it finds at start.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn take(work: &Path) -> anyhow::Result<RunLock> {
+        std::fs::create_dir_all(work)?;
+        let path = work.join("chaos.pid");
+        if let Ok(pid) = std::fs::read_to_string(&path)
+            && Path::new(&format!("/proc/{}", pid.trim())).exists()
+        {
+            anyhow::bail!(
+                "another chaos run (pid {}) is using the cluster's namespaces; wait for it or stop it",
+                pid.trim()
+            );
+        }
+        std::fs::write(&path, std::process::id().to_string())?;
+        Ok(RunLock(path))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

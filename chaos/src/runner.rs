@@ -23,6 +23,8 @@ use crate::workload::{self, Workload};
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 const DRAIN_QUIET: Duration = Duration::from_secs(30);
 const AGREE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A run that takes longer than this is stuck somewhere (it fails).
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Options {
     pub bin: PathBuf,
@@ -123,7 +125,12 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         faults: Vec::new(),
         fault_times: Vec::new(),
     };
-    let result = run.go(&mut outcome).await;
+    let result = match tokio::time::timeout(RUN_TIMEOUT, run.go(&mut outcome)).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "the run did not finish within {RUN_TIMEOUT:?}"
+        )),
+    };
     run.cluster.teardown();
     if let Err(e) = result {
         outcome

@@ -94,6 +94,18 @@ pub struct Workload {
     consumers: Vec<JoinHandle<()>>,
 }
 
+/// Bounds one client call: a node cut off by a silent network never
+/// answers, and the client must move on rather than wait forever.
+async fn within<T, E: Into<anyhow::Error>>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(STALL, call).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(anyhow::anyhow!("{what}: no answer for {STALL:?}")),
+    }
+}
+
 async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
     // A short heartbeat, so that a connection to a hung node is noticed.
     let uri = format!("amqp://guest:guest@{addr}/%2f?heartbeat=5");
@@ -124,16 +136,19 @@ pub async fn declare_queues(addrs: &[SocketAddr], queues: usize) -> anyhow::Resu
 
 async fn declare_on(addr: SocketAddr, queues: usize) -> anyhow::Result<()> {
     let conn = connect(addr).await?;
-    let ch = conn.create_channel().await?;
+    let ch = within("channel.open", conn.create_channel()).await?;
     for q in 0..queues {
         let options = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        ch.queue_declare(
-            queue_name(q).as_str().into(),
-            options,
-            FieldTable::default(),
+        within(
+            "queue.declare",
+            ch.queue_declare(
+                queue_name(q).as_str().into(),
+                options,
+                FieldTable::default(),
+            ),
         )
         .await?;
     }
@@ -273,8 +288,12 @@ impl Publisher {
     /// told to stop and every confirm is in.
     async fn session(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
         let conn = connect(addr).await?;
-        let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let ch = within("channel.open", conn.create_channel()).await?;
+        within(
+            "confirm.select",
+            ch.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
         let mut inflight = FuturesUnordered::new();
         let mut sent: HashMap<u64, u64> = HashMap::new(); // attempt -> msg
         let mut tick = tokio::time::interval(self.every);
@@ -409,16 +428,22 @@ impl Consumer {
 
     async fn session(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
         let conn = connect(addr).await?;
-        let ch = conn.create_channel().await?;
-        ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
-        let mut consumer = ch
-            .basic_consume(
+        let ch = within("channel.open", conn.create_channel()).await?;
+        within(
+            "basic.qos",
+            ch.basic_qos(PREFETCH, BasicQosOptions::default()),
+        )
+        .await?;
+        let mut consumer = within(
+            "basic.consume",
+            ch.basic_consume(
                 queue_name(self.queue).as_str().into(),
                 "chaos".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
-            )
-            .await?;
+            ),
+        )
+        .await?;
         let mut stop = self.stop.clone();
         let mut last_delivery = Instant::now();
         let result = loop {
@@ -430,8 +455,8 @@ impl Consumer {
                     Some(Ok(d)) => {
                         last_delivery = Instant::now();
                         self.record(&d.data, d.redelivered);
-                        if let Err(e) = d.ack(BasicAckOptions::default()).await {
-                            break Err(anyhow::Error::from(e).context("ack"));
+                        if let Err(e) = within("ack", d.ack(BasicAckOptions::default())).await {
+                            break Err(e);
                         }
                     }
                     Some(Err(e)) => break Err(anyhow::Error::from(e).context("consume")),

@@ -189,9 +189,16 @@ impl<S: LogStore> QueueGroup<S> {
         Some(rx)
     }
 
-    /// The group's voters (node ids), ascending.
+    /// The group's voters (node ids), ascending. During a membership
+    /// change these are the old and the new voters together.
     pub fn members(&self) -> Vec<u64> {
         self.inner.handle.voters()
+    }
+
+    /// A membership change is under way (a joint configuration, or a
+    /// replaced member still a learner: see the repair in `raft`).
+    pub fn membership_changing(&self) -> bool {
+        self.inner.handle.membership_changing()
     }
 
     pub(crate) async fn is_initialized(&self) -> Result<bool, ClusterError> {

@@ -371,6 +371,13 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
             .collect()
     }
 
+    /// A membership change is under way: the configuration is joint (old
+    /// and new voters both count), or a learner waits to be promoted.
+    pub(crate) fn membership_changing(&self) -> bool {
+        let m = self.reported_membership();
+        m.membership().get_joint_config().len() > 1 || m.membership().learner_ids().next().is_some()
+    }
+
     fn reported_membership(&self) -> Arc<openraft::alias::StoredMembershipOf<C>> {
         self.raft
             .metrics()
