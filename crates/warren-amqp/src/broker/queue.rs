@@ -234,6 +234,13 @@ fn again(cmd: Command<Arc<Message>>) -> Then {
     }
 }
 
+fn cancelled(cmd: Command<Arc<Message>>) -> Then {
+    Then::Cancelled {
+        cmd,
+        left: SETTLE_RETRIES,
+    }
+}
+
 /// How often the actor of a clustered queue whose leader is on another
 /// node looks again whether it leads now (expiry ticks and `x-expires`
 /// are the leader's node's work).
@@ -318,8 +325,14 @@ enum Then {
         reply: oneshot::Sender<Result<(), AmqpError>>,
     },
     Got(oneshot::Sender<Result<GetResult, AmqpError>>),
-    /// After a cancel or an owner going down: auto-delete may apply.
-    Cancelled,
+    /// After a cancel or an owner going down: auto-delete may apply. If
+    /// the log could not commit it, it is submitted again like a
+    /// settlement (`Again`): a lost one would leave a consumer registered
+    /// that nobody serves, holding its prefetch of messages for good.
+    Cancelled {
+        cmd: Command<Arc<Message>>,
+        left: u32,
+    },
     Purged(oneshot::Sender<u64>),
     /// Barriers: run once everything submitted before them is applied.
     Stats(oneshot::Sender<(u64, u32)>),
@@ -644,11 +657,19 @@ impl Actor {
                 };
                 self.resubmit.push((cmd, then));
             }
+            Then::Cancelled { cmd, left } if left > 0 => {
+                tracing::info!(queue = %self.spec.name, "submitting a cancel again");
+                let then = Then::Cancelled {
+                    cmd: cmd.clone(),
+                    left: left - 1,
+                };
+                self.resubmit.push((cmd, then));
+            }
             Then::Nothing
             | Then::Again { .. }
             | Then::Tick
             | Then::Confirm(None)
-            | Then::Cancelled => {}
+            | Then::Cancelled { .. } => {}
         }
     }
 
@@ -723,7 +744,7 @@ impl Actor {
                 };
                 let _ = tx.send(r);
             }
-            Then::Cancelled => return self.after_cancel(reply).await,
+            Then::Cancelled { .. } => return self.after_cancel(reply).await,
             Then::Purged(tx) => {
                 let n = match reply {
                     Reply::Purged { count } => count,
@@ -826,8 +847,8 @@ impl Actor {
             QueueRequest::Cancel { consumer } => {
                 self.no_ack.remove(&consumer);
                 self.drop_credit(|k| *k == consumer);
-                self.apply(Command::Cancel { consumer }, Then::Cancelled)
-                    .await
+                let cmd = Command::Cancel { consumer };
+                self.apply(cmd.clone(), cancelled(cmd)).await
             }
             QueueRequest::Get {
                 owner,
@@ -865,8 +886,8 @@ impl Actor {
                 self.drop_credit(|k| k.owner == owner);
                 // Deliveries still on their way to it are dropped (see deliver).
                 self.owners.remove(&owner);
-                self.apply(Command::OwnerDown { owner }, Then::Cancelled)
-                    .await
+                let cmd = Command::OwnerDown { owner };
+                self.apply(cmd.clone(), cancelled(cmd)).await
             }
             QueueRequest::NodesDown { nodes } => {
                 let mut owners = Vec::new();
@@ -876,11 +897,8 @@ impl Actor {
                 for owner in owners.into_iter().filter(|o| nodes.contains(&o.node())) {
                     // Every replica's actor sends it: the first one applied
                     // returns the messages, the others find nothing.
-                    if self
-                        .apply(Command::OwnerDown { owner }, Then::Cancelled)
-                        .await
-                        == Flow::Stop
-                    {
+                    let cmd = Command::OwnerDown { owner };
+                    if self.apply(cmd.clone(), cancelled(cmd)).await == Flow::Stop {
                         return Flow::Stop;
                     }
                 }
