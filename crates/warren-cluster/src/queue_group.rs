@@ -195,6 +195,12 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.handle.voters()
     }
 
+    /// Members that replicate without voting (a replaced replica catching
+    /// up), ascending.
+    pub fn learners(&self) -> Vec<u64> {
+        self.inner.handle.learners()
+    }
+
     /// A membership change is under way (a joint configuration, or a
     /// replaced member still a learner: see the repair in `raft`).
     pub fn membership_changing(&self) -> bool {

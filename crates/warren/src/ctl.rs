@@ -95,6 +95,11 @@ pub fn report_text(r: &ClusterReport) -> String {
             q.messages,
             q.unacked
         );
+        if !q.learners.is_empty() {
+            // The line above ended with a newline: append to it.
+            out.pop();
+            let _ = writeln!(out, " learners [{}]", ids(&q.learners));
+        }
     }
     out
 }
@@ -123,6 +128,7 @@ fn report_json(r: &ClusterReport) -> serde_json::Value {
             "applied_index": q.applied_index,
             "messages": q.messages,
             "unacked": q.unacked,
+            "learners": q.learners,
         })).collect::<Vec<_>>(),
     })
 }

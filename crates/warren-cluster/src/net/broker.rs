@@ -136,6 +136,9 @@ pub struct QueueReport {
     pub applied_index: Option<u64>,
     pub messages: u64,
     pub unacked: u64,
+    /// Members that replicate without voting (a replaced replica that is
+    /// catching up before it votes again).
+    pub learners: Vec<u64>,
 }
 
 impl From<ClusterReport> for rpc::StatusResponse {
@@ -168,6 +171,7 @@ impl From<ClusterReport> for rpc::StatusResponse {
                     applied_index: q.applied_index,
                     messages: q.messages,
                     unacked: q.unacked,
+                    learners: q.learners,
                 })
                 .collect(),
         }
@@ -204,6 +208,7 @@ impl From<rpc::StatusResponse> for ClusterReport {
                     applied_index: q.applied_index,
                     messages: q.messages,
                     unacked: q.unacked,
+                    learners: q.learners,
                 })
                 .collect(),
         }

@@ -409,6 +409,7 @@ impl<S: LogStore> Node<S> {
                     applied_index: q.applied_index(),
                     messages,
                     unacked,
+                    learners: q.learners(),
                 }
             })
             .collect();
