@@ -249,6 +249,28 @@ impl Workload {
     }
 }
 
+/// After a client's session ended (and it was not told to stop): counts
+/// the reconnect, keeps why the session ended, and returns the next node
+/// to try, after a short pause.
+async fn move_on(
+    history: &Shared,
+    reconnects: fn(&mut History) -> &mut u64,
+    who: String,
+    outcome: anyhow::Result<()>,
+    node: usize,
+    nodes: usize,
+) -> usize {
+    {
+        let mut h = lock(history);
+        *reconnects(&mut h) += 1;
+        if let Err(e) = outcome {
+            h.note_error(format!("{who}: {e:#}"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (node + 1) % nodes
+}
+
 struct Publisher {
     id: usize,
     queue: String,
@@ -271,15 +293,16 @@ impl Publisher {
             if *self.stop.borrow() {
                 return;
             }
-            {
-                let mut h = lock(&self.history);
-                h.publisher_reconnects += 1;
-                if let Err(e) = outcome {
-                    h.note_error(format!("publisher {} on {addr}: {e:#}", self.id));
-                }
-            }
-            self.node = (self.node + 1) % self.addrs.len();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let who = format!("publisher {} on {addr}", self.id);
+            self.node = move_on(
+                &self.history,
+                |h| &mut h.publisher_reconnects,
+                who,
+                outcome,
+                self.node,
+                self.addrs.len(),
+            )
+            .await;
         }
     }
 
@@ -414,15 +437,16 @@ impl Consumer {
             if *self.stop.borrow() {
                 return;
             }
-            {
-                let mut h = lock(&self.history);
-                h.consumer_reconnects += 1;
-                if let Err(e) = outcome {
-                    h.note_error(format!("consumer of q{} on {addr}: {e:#}", self.queue));
-                }
-            }
-            self.node = (self.node + 1) % self.addrs.len();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let who = format!("consumer of q{} on {addr}", self.queue);
+            self.node = move_on(
+                &self.history,
+                |h| &mut h.consumer_reconnects,
+                who,
+                outcome,
+                self.node,
+                self.addrs.len(),
+            )
+            .await;
         }
     }
 

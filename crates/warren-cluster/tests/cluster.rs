@@ -211,6 +211,16 @@ impl Cluster {
 }
 
 /// Submits `bodies` to `q` and waits for every answer; each must be Enqueued.
+/// A node that leads neither the metadata nor the queue group led by
+/// `leader`: stopping it moves no leadership.
+fn leading_nothing(c: &Cluster, leader: u64) -> anyhow::Result<u64> {
+    let meta_leader = c.node(leader).meta_leader().context("meta leader")?;
+    [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != meta_leader)
+        .context("a node leading nothing")
+}
+
 async fn enqueue_all(q: &QueueGroup, bodies: &[String]) -> anyhow::Result<()> {
     let answers: Vec<_> = bodies.iter().map(|b| q.submit(enqueue(msg(b)))).collect();
     for a in answers {
@@ -375,11 +385,7 @@ async fn restarted_node_catches_up_by_snapshot_with_bodies() -> anyhow::Result<(
     enqueue_all(&c.node(leader).queue(GROUP).context("replica")?, &before).await?;
 
     // Stop a member that leads neither group, so both keep their leaders.
-    let meta_leader = c.node(leader).meta_leader().context("meta leader")?;
-    let down = [1, 2, 3]
-        .into_iter()
-        .find(|id| *id != leader && *id != meta_leader)
-        .context("a node leading nothing")?;
+    let down = leading_nothing(&c, leader)?;
     let down_dir = c.dirs[&down].path().to_path_buf();
     c.stop(down).await?;
 
@@ -434,11 +440,7 @@ async fn a_member_that_lost_its_data_gets_a_new_replica_and_votes_again() -> any
     enqueue_all(&c.node(leader).queue(GROUP).context("replica")?, &before).await?;
 
     // A member leading nothing comes back with an empty data directory.
-    let meta_leader = c.node(leader).meta_leader().context("meta leader")?;
-    let lost = [1, 2, 3]
-        .into_iter()
-        .find(|id| *id != leader && *id != meta_leader)
-        .context("a node leading nothing")?;
+    let lost = leading_nothing(&c, leader)?;
     c.stop(lost).await?;
     let fresh = tempfile::tempdir()?;
     c.restart(lost, fresh.path().to_path_buf()).await?;
