@@ -585,3 +585,298 @@ async fn a_queue_declared_while_a_node_is_down_is_placed_on_the_live_ones() -> a
     })
     .await
 }
+
+/// Binds `queue` to amq.fanout through `conn` once that node's metadata
+/// knows the queue (a bind only checks that it exists); retried until then.
+async fn bind_when_known(conn: &lapin::Connection, queue: &str) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(20), "the queue known here", || async {
+        let ch = conn.create_channel().await.ok()?;
+        let bound = ch
+            .queue_bind(
+                queue.into(),
+                "amq.fanout".into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        let _ = ch.close(200, "".into()).await;
+        bound.then_some(())
+    })
+    .await
+}
+
+/// The queue's line in `warren ctl cluster status` asked of node `id`.
+async fn queue_line(cluster: &Cluster, id: u64, queue: &str) -> anyhow::Result<String> {
+    let status = cluster.ctl(id, &["cluster", "status"]).await?;
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("queue {queue} ")))
+        .map(str::to_owned)
+        .with_context(|| format!("queue {queue} missing in:\n{status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_used_from_nodes_that_hold_no_replica_of_it() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "a_queue_is_used_from_nodes_that_hold_no_replica_of_it";
+    let Some(cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // A classic durable queue is a group of one: its only replica is
+        // on node 1, where it is declared.
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(
+            &ch1,
+            "solo",
+            warren_e2e::process::text_arg("x-queue-type", "classic"),
+        )
+        .await?;
+        let line = queue_line(&cluster, 1, "solo").await?;
+        anyhow::ensure!(line.contains("replicas [1] "), "queue line: {line}");
+
+        // Published on node 3 (holding nothing of it), through a fanout
+        // and the default exchange: handed to node 1, confirmed there.
+        let c3 = cluster.node(3).connect().await?;
+        bind_when_known(&c3, "solo").await?;
+        let ch3 = c3.create_channel().await?;
+        ch3.confirm_select(ConfirmSelectOptions::default()).await?;
+        const N: u64 = 300;
+        let mut confirms = Vec::new();
+        for i in 0..N {
+            let (exchange, key) = if i % 2 == 0 {
+                ("amq.fanout", "")
+            } else {
+                ("", "solo")
+            };
+            let body = format!("m-{i}|");
+            let c = ch3
+                .basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    persistent(),
+                )
+                .await?;
+            confirms.push(c);
+        }
+        for c in confirms {
+            anyhow::ensure!(
+                matches!(c.await?, Confirmation::Ack(_)),
+                "a publish was nacked"
+            );
+        }
+        let (ready, _) = queue_counts(&ch1, "solo").await?;
+        anyhow::ensure!(ready == N as u32, "node 1 holds {ready} of {N}");
+
+        // Consumed on node 2, which reads the queue from then on (a
+        // reader: replicated to, never voting), with prefetch kept exact.
+        let c2 = cluster.node(2).connect().await?;
+        let ch2 = c2.create_channel().await?;
+        ch2.basic_qos(20, BasicQosOptions::default()).await?;
+        let mut consumer = consume(&ch2, "solo", BasicConsumeOptions::default()).await?;
+        let mut seen = BTreeSet::new();
+        let mut held = Vec::new();
+        while seen.len() < N as usize {
+            let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .context("waiting for deliveries on node 2")?
+                .context("consumer ended")??;
+            anyhow::ensure!(!d.redelivered, "first delivery flagged redelivered");
+            let body = String::from_utf8(d.data.clone())?;
+            anyhow::ensure!(seen.insert(body.clone()), "{body} delivered twice");
+            held.push(d);
+            if held.len() == 20 {
+                // The 21st must wait for an ack.
+                anyhow::ensure!(
+                    tokio::time::timeout(Duration::from_millis(300), consumer.next())
+                        .await
+                        .is_err(),
+                    "more than the prefetch of 20 unacked"
+                );
+                for d in held.drain(..) {
+                    d.ack(BasicAckOptions::default()).await?;
+                }
+            }
+        }
+        for d in held.drain(..) {
+            d.ack(BasicAckOptions::default()).await?;
+        }
+        let expected: BTreeSet<String> = (0..N).map(|i| format!("m-{i}|")).collect();
+        anyhow::ensure!(
+            seen == expected,
+            "the set consumed differs from the set published"
+        );
+        wait_until(
+            Duration::from_secs(20),
+            "every ack applied on node 1",
+            || async {
+                let (ready, consumers) = queue_counts(&ch1, "solo").await.ok()?;
+                let line = queue_line(&cluster, 1, "solo").await.ok()?;
+                (ready == 0 && consumers == 1 && line.contains("unacked 0")).then_some(line)
+            },
+        )
+        .await
+        .map(|line| eprintln!("after the acks: {line}"))?;
+        let line = queue_line(&cluster, 1, "solo").await?;
+        anyhow::ensure!(
+            line.contains("replicas [1] ") && line.contains("readers [2]"),
+            "node 2 should read the queue without voting: {line}"
+        );
+
+        // basic.get on node 3 of a message published on node 2; then a
+        // purge on node 3 and the delete on node 2 act on the one queue.
+        ch2.close(200, "done".into()).await?;
+        let ch2p = c2.create_channel().await?;
+        ch2p.basic_publish(
+            "".into(),
+            "solo".into(),
+            BasicPublishOptions::default(),
+            b"via-get",
+            persistent(),
+        )
+        .await?;
+        let got = wait_until(Duration::from_secs(20), "basic.get on node 3", || async {
+            ch3.basic_get("solo".into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        })
+        .await?;
+        anyhow::ensure!(
+            got.delivery.data == b"via-get",
+            "basic.get returned another message"
+        );
+        ch2p.basic_publish(
+            "".into(),
+            "solo".into(),
+            BasicPublishOptions::default(),
+            b"to-purge",
+            persistent(),
+        )
+        .await?;
+        wait_until(Duration::from_secs(20), "the message on node 1", || async {
+            let (ready, _) = queue_counts(&ch1, "solo").await.ok()?;
+            (ready == 1).then_some(())
+        })
+        .await?;
+        let purged = ch3.queue_purge("solo".into(), Default::default()).await?;
+        anyhow::ensure!(purged == 1, "purged {purged}");
+        ch2p.queue_delete("solo".into(), Default::default()).await?;
+        wait_for_queue_state(&c1, "solo", false, "the queue gone on node 1").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_lose_no_confirmed_message_of_a_queue_used_from_non_replicas()
+-> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "five_nodes_lose_no_confirmed_message_of_a_queue_used_from_non_replicas";
+    let Some(mut cluster) = Cluster::start(test, 5).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // Three replicas of five nodes: 1 (leading), 2 and 3.
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "q5", FieldTable::default()).await?;
+        let line = queue_line(&cluster, 1, "q5").await?;
+        anyhow::ensure!(
+            line.contains("leader 1 replicas [1,2,3] "),
+            "queue line: {line}"
+        );
+
+        // A consumer on node 5 and a publisher on node 4: neither holds a
+        // replica.
+        let c5 = cluster.node(5).connect().await?;
+        wait_for_queue(&c5, "q5").await?;
+        let ch5 = c5.create_channel().await?;
+        ch5.basic_qos(100, BasicQosOptions::default()).await?;
+        let mut consumer = consume(&ch5, "q5", BasicConsumeOptions::default()).await?;
+        let delivered = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let seen = delivered.clone();
+        let consuming = tokio::spawn(async move {
+            while let Some(d) = consumer.next().await {
+                let Ok(d) = d else { break };
+                if let Some(seq) = seq_of("f", &d.data) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).insert(seq);
+                }
+                if d.ack(BasicAckOptions::default()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let c4 = cluster.node(4).connect().await?;
+        bind_when_known(&c4, "q5").await?;
+        let ledger = SharedLedger::default();
+        let publisher = tokio::spawn(publish_confirmed(
+            c4.create_channel().await?,
+            "q5".into(),
+            "f".into(),
+            1024,
+            3000,
+            ledger.clone(),
+        ));
+        wait_until(Duration::from_secs(60), "500 confirms", || async {
+            (ledger.lock().acked >= 500).then_some(())
+        })
+        .await?;
+        cluster.node_mut(1).kill9().await?;
+        eprintln!(
+            "node 1 (the leader) killed with {} confirmed",
+            ledger.lock().acked
+        );
+        let published = publisher.await?;
+        let (acked, nacked) = {
+            let l = ledger.lock();
+            (l.acked, l.nacked)
+        };
+        eprintln!("publisher done: {published:?}; acked {acked} nacked {nacked}");
+
+        // Every confirmed message reaches the consumer on node 5.
+        let outcomes = ledger.lock().outcomes.clone();
+        let confirmed: BTreeSet<u64> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o == warren_e2e::process::Outcome::Acked)
+            .map(|(seq, _)| seq as u64)
+            .collect();
+        let missing = wait_until(Duration::from_secs(60), "every confirmed delivered", || {
+            let delivered = delivered.clone();
+            let confirmed = confirmed.clone();
+            async move {
+                let d = delivered.lock().unwrap_or_else(|e| e.into_inner());
+                confirmed.is_subset(&d).then_some(())
+            }
+        })
+        .await;
+        consuming.abort();
+        if missing.is_err() {
+            let d = delivered.lock().unwrap_or_else(|e| e.into_inner());
+            let lost: Vec<u64> = confirmed.difference(&d).copied().collect();
+            anyhow::bail!(
+                "{} confirmed messages never delivered: {lost:?}",
+                lost.len()
+            );
+        }
+        anyhow::ensure!(confirmed.len() >= 500, "too few confirms to mean anything");
+        let line = queue_line(&cluster, 2, "q5").await?;
+        eprintln!("after the kill: {line}");
+        anyhow::ensure!(
+            line.contains("leader 2 ") || line.contains("leader 3 "),
+            "no new leader among the live replicas: {line}"
+        );
+        anyhow::ensure!(
+            line.contains("readers [5]"),
+            "node 5 should read the queue: {line}"
+        );
+        Ok(())
+    })
+    .await
+}

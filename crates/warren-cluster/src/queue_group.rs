@@ -195,10 +195,29 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.handle.voters()
     }
 
-    /// Members that replicate without voting (a replaced replica catching
-    /// up), ascending.
+    /// Members that replicate without voting on their way to voting again
+    /// (a replaced replica catching up), ascending; readers are not among
+    /// them.
     pub fn learners(&self) -> Vec<u64> {
         self.inner.handle.learners()
+    }
+
+    /// Nodes that hold no replica of the queue's log as voters but read it
+    /// to serve consumers there, ascending.
+    pub fn readers(&self) -> Vec<u64> {
+        self.inner.handle.readers()
+    }
+
+    /// Whether `node` is a voter, learner or reader of the group.
+    pub fn has_member(&self, node: u64) -> bool {
+        self.inner.handle.has_member(node)
+    }
+
+    pub(crate) async fn wait_member(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClusterError> {
+        self.inner.handle.wait_member(timeout).await
     }
 
     /// A membership change is under way (a joint configuration, or a

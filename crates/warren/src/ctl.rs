@@ -100,6 +100,10 @@ pub fn report_text(r: &ClusterReport) -> String {
             out.pop();
             let _ = writeln!(out, " learners [{}]", ids(&q.learners));
         }
+        if !q.readers.is_empty() {
+            out.pop();
+            let _ = writeln!(out, " readers [{}]", ids(&q.readers));
+        }
     }
     out
 }
@@ -129,6 +133,7 @@ fn report_json(r: &ClusterReport) -> serde_json::Value {
             "messages": q.messages,
             "unacked": q.unacked,
             "learners": q.learners,
+            "readers": q.readers,
         })).collect::<Vec<_>>(),
     })
 }

@@ -189,17 +189,34 @@ impl Backend for NodeBackend {
         self.node.nodes_down()
     }
 
+    fn attach_queue(&self, vhost: &str, name: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let node = self.node.clone();
+        let (vhost, name) = (vhost.to_owned(), name.to_owned());
+        async move { node.attach_queue(&vhost, &name).await.map_err(store_error) }.boxed()
+    }
+
+    fn locate_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> BoxFuture<'static, Result<Option<u64>, StoreError>> {
+        let node = self.node.clone();
+        let (vhost, name) = (vhost.to_owned(), name.to_owned());
+        async move { node.locate_queue(&vhost, &name).await.map_err(store_error) }.boxed()
+    }
+
     fn publish_to(
         &self,
         node: u64,
         vhost: &str,
         queue: &str,
-        msg: Arc<Message>,
-    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        msgs: Vec<Arc<Message>>,
+    ) -> BoxFuture<'static, Result<Option<Vec<bool>>, StoreError>> {
         let this = self.node.clone();
         let (vhost, queue) = (vhost.to_owned(), queue.to_owned());
         async move {
-            this.publish_to(node, &vhost, &queue, Arc::unwrap_or_clone(msg))
+            let msgs = msgs.into_iter().map(Arc::unwrap_or_clone).collect();
+            this.publish_to(node, &vhost, &queue, msgs)
                 .await
                 .map_err(store_error)
         }

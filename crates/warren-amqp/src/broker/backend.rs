@@ -122,17 +122,38 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// In a cluster: hands `msg` to the queue `vhost`/`queue` that `node`
-    /// holds (see [`crate::Broker::publish_here`] on the other side); true
-    /// once that queue took it.
+    /// In a cluster: makes this node apply the log of the durable queue
+    /// `vhost`/`name`, so that its consumers can be served here: a node
+    /// holding no replica joins the queue's group as a reader. Returns once
+    /// the log is here (then [`Self::queues`] lists it). Cheap when it is.
+    fn attach_queue(&self, vhost: &str, name: &str) -> BoxFuture<'static, Result<(), StoreError>> {
+        let _ = (vhost, name);
+        Box::pin(async { Err(StoreError("no cluster: every queue is here".into())) })
+    }
+
+    /// In a cluster: a node holding a replica of the durable queue
+    /// `vhost`/`name` (its leader if known), to hand publishes to.
+    fn locate_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> BoxFuture<'static, Result<Option<u64>, StoreError>> {
+        let _ = (vhost, name);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// In a cluster: hands `msgs` to the queue `vhost`/`queue` that `node`
+    /// holds (see [`crate::Broker::publish_here`] on the other side), in
+    /// order and in one call; for each, true once that queue took it.
+    /// `None`: `node` could not be reached, so nothing was handed over.
     fn publish_to(
         &self,
         node: u64,
         vhost: &str,
         queue: &str,
-        msg: Arc<Message>,
-    ) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let _ = (vhost, queue, msg);
+        msgs: Vec<Arc<Message>>,
+    ) -> BoxFuture<'static, Result<Option<Vec<bool>>, StoreError>> {
+        let _ = (vhost, queue, msgs);
         Box::pin(async move { Err(StoreError(format!("no cluster: cannot reach node {node}"))) })
     }
 }

@@ -169,6 +169,9 @@ const NODES_DOWN_REPEAT: std::time::Duration = std::time::Duration::from_secs(10
 /// How long a declaration of a queue made on another node waits for the
 /// queue's log to appear on this one.
 const REMOTE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a node may take to start reading a durable queue held by
+/// other nodes (see `Broker::attach`).
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What queue.declare answers.
 #[derive(Debug, Clone)]
@@ -330,15 +333,17 @@ impl Broker {
                 for vhost in meta.vhosts() {
                     for def in meta.queues(vhost) {
                         let key = (vhost.to_string(), def.name.clone());
-                        if queues.contains_key(&key) {
-                            continue;
-                        }
+                        let proxy = match queues.get(&key) {
+                            Some(h) if !h.is_remote() => continue,
+                            Some(_) => true,
+                            None => false,
+                        };
                         if let Some(owner) = def.exclusive_owner {
                             let node = OwnerId(owner).node();
-                            if node != self.config.node_id {
+                            if node != self.config.node_id && !proxy {
                                 let h = remote::spawn(
                                     backend.clone(),
-                                    node,
+                                    remote::Holder::Node(node),
                                     vhost,
                                     &def.name,
                                     self.config.queue_mailbox,
@@ -353,9 +358,24 @@ impl Broker {
                             continue;
                         }
                         if let Some(log) = logs.remove(&key) {
+                            // The log is here (a replica, or this node
+                            // reads it): an actor, in place of the proxy.
                             let config =
                                 QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
                             let h = self.spawn_queue_with(vhost, def, config, Some(log));
+                            if let Some(old) = queues.insert(key, h) {
+                                stopped.push(old);
+                            }
+                        } else if !proxy && self.clustered() {
+                            // Held by other nodes only: publishes are handed
+                            // to one of them.
+                            let h = remote::spawn(
+                                backend.clone(),
+                                remote::Holder::Replica,
+                                vhost,
+                                &def.name,
+                                self.config.queue_mailbox,
+                            );
                             queues.insert(key, h);
                         }
                     }
@@ -366,7 +386,7 @@ impl Broker {
         };
         for h in stopped {
             // Out of the registry: the actor only stops and deletes its log
-            // here (the queue went on another node).
+            // here (the queue went on another node); a proxy just stops.
             let (reply, _) = tokio::sync::oneshot::channel();
             h.send_now(QueueRequest::Delete {
                 cond: DeleteIf::default(),
@@ -622,6 +642,10 @@ impl Broker {
                 let reply = self.commit_serialised(backend, cmd).await?;
                 let existing = self.queues.read().get(&key).cloned();
                 match (reply, existing) {
+                    (MetaReply::Existed, Some(h)) if h.is_remote() && is_durable_queue(&def) => {
+                        drop(serial);
+                        self.attach(vhost, &name).await?
+                    }
                     (MetaReply::Existed, Some(h)) => h,
                     (MetaReply::Existed, None) if self.clustered() => {
                         // Declared on another node: its log reaches this
@@ -662,9 +686,9 @@ impl Broker {
     }
 
     /// In a cluster: the actor of a queue declared on another node, once
-    /// this node holds its log. A queue with no log here (a transient
-    /// queue of another node, a durable one not replicated here) cannot be
-    /// used from this node yet: that is refused rather than shadowed.
+    /// its log is here. A durable queue this node holds no replica of is
+    /// read here (see [`Self::attach`]). A transient queue of another node
+    /// cannot be used from here yet: that is refused rather than shadowed.
     async fn wait_for_local_queue(
         &self,
         vhost: &str,
@@ -673,15 +697,21 @@ impl Broker {
         let key = (vhost.to_string(), def.name.clone());
         let deadline = tokio::time::Instant::now() + REMOTE_QUEUE_WAIT;
         loop {
-            if let Some(h) = self.queues.read().get(&key).cloned() {
-                return Ok(h);
+            let found = self.queues.read().get(&key).cloned();
+            if let Some(h) = found {
+                if !h.is_remote() {
+                    return Ok(h);
+                }
+                if is_durable_queue(def) && def.exclusive_owner.is_none() {
+                    return self.attach(vhost, &def.name).await;
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AmqpError::new(
                     code::NOT_IMPLEMENTED,
                     format!(
-                        "queue '{}' in vhost '{vhost}' lives on other nodes of the cluster and \
-                         this node holds no replica of it: connect to one of its nodes",
+                        "queue '{}' in vhost '{vhost}' is a transient queue of another node \
+                         of the cluster: connect to that node",
                         def.name
                     ),
                 ));
@@ -693,6 +723,82 @@ impl Broker {
         }
     }
 
+    /// In a cluster: makes this node read the log of the durable queue
+    /// `vhost`/`name` that it holds no replica of (it joins the queue's
+    /// group as a reader; see the backend), and returns the local actor
+    /// that then takes the place of the proxy. Consumers and gets are
+    /// served here from then on, exactly as on a replica.
+    async fn attach(&self, vhost: &str, name: &str) -> Result<QueueHandle, AmqpError> {
+        let unavailable = |why: String| {
+            AmqpError::new(
+                code::NOT_FOUND,
+                format!(
+                    "queue '{name}' in vhost '{vhost}' is held by other nodes of the cluster, \
+                     and none could be reached: {why}"
+                ),
+            )
+        };
+        let Some(backend) = &self.backend else {
+            return Err(unavailable("no cluster".into()));
+        };
+        let key = (vhost.to_string(), name.to_string());
+        // A queue just declared on another node may not be found at once
+        // (its group starts after the declaration is committed), and one
+        // whose replica here is just starting needs no reading: retried.
+        let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+        let mut attached = false;
+        let mut why = String::new();
+        loop {
+            self.sync_with_backend().await;
+            match self.queues.read().get(&key) {
+                Some(h) if !h.is_remote() => return Ok(h.clone()),
+                Some(_) => {}
+                None => {
+                    return Err(AmqpError::new(
+                        code::NOT_FOUND,
+                        format!("no queue '{name}' in vhost '{vhost}'"),
+                    ));
+                }
+            }
+            if !attached {
+                match backend.attach_queue(vhost, name).await {
+                    Ok(()) => attached = true,
+                    Err(e) => why = e.to_string(),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if attached {
+                    why = "its log did not reach this node".into();
+                }
+                return Err(unavailable(why));
+            }
+            let pause = if attached { 50 } else { 250 };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// The queue, as [`Self::queue_for`] finds it, to consume from, get
+    /// from, purge or delete: a durable queue held by other nodes is read
+    /// here first (see [`Self::attach`]).
+    pub async fn queue_to_use(
+        &self,
+        vhost: &str,
+        name: &str,
+        conn: u64,
+    ) -> Result<QueueHandle, AmqpError> {
+        let h = self.queue_for(vhost, name, conn)?;
+        if h.is_remote()
+            && self
+                .meta
+                .read()
+                .queue(vhost, name)
+                .is_some_and(is_durable_queue)
+        {
+            return self.attach(vhost, name).await;
+        }
+        Ok(h)
+    }
+
     /// queue.declare passive: exists and is accessible to this connection.
     pub async fn declare_queue_passive(
         &self,
@@ -700,7 +806,7 @@ impl Broker {
         name: &str,
         owner: u64,
     ) -> Result<Declared, AmqpError> {
-        let handle = self.queue_for(vhost, name, owner)?;
+        let handle = self.queue_to_use(vhost, name, owner).await?;
         self.stats(&handle).await
     }
 
@@ -754,14 +860,14 @@ impl Broker {
         conn: u64,
         cond: DeleteIf,
     ) -> Result<u64, AmqpError> {
-        let handle = self.queue_for(vhost, name, conn)?;
+        let handle = self.queue_to_use(vhost, name, conn).await?;
         handle
             .call(|reply| QueueRequest::Delete { cond, reply })
             .await?
     }
 
     pub async fn purge_queue(&self, vhost: &str, name: &str, conn: u64) -> Result<u64, AmqpError> {
-        let handle = self.queue_for(vhost, name, conn)?;
+        let handle = self.queue_to_use(vhost, name, conn).await?;
         handle.call(|reply| QueueRequest::Purge { reply }).await
     }
 
@@ -825,6 +931,10 @@ impl Broker {
         else {
             return false;
         };
+        if h.is_remote() {
+            // Not held here either: never hand a message on twice.
+            return false;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let confirm = events::ConfirmTo {
             tx,

@@ -36,6 +36,8 @@ struct HandleInner {
     vhost: String,
     name: String,
     tx: mpsc::Sender<QueueRequest>,
+    /// A proxy of a queue held by another node (see `remote`).
+    remote: bool,
 }
 
 /// The result of a basic.get.
@@ -122,14 +124,20 @@ pub enum QueueRequest {
 }
 
 impl QueueHandle {
-    /// A handle whose requests go to `tx` (an actor other than this
-    /// module's, e.g. the proxy of a queue held by another node).
-    pub(crate) fn with_mailbox(vhost: &str, name: &str, tx: mpsc::Sender<QueueRequest>) -> Self {
+    /// A handle whose requests go to `tx`: the proxy of a queue held by
+    /// another node (see `remote`).
+    pub(crate) fn remote(vhost: &str, name: &str, tx: mpsc::Sender<QueueRequest>) -> Self {
         QueueHandle(Arc::new(HandleInner {
             vhost: vhost.to_owned(),
             name: name.to_owned(),
             tx,
+            remote: true,
         }))
+    }
+
+    /// Whether this is the proxy of a queue held by another node.
+    pub fn is_remote(&self) -> bool {
+        self.0.remote
     }
 
     pub fn vhost(&self) -> &str {
@@ -253,6 +261,7 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         vhost: spec.vhost.clone(),
         name: spec.name.clone(),
         tx,
+        remote: false,
     }));
     let driver = match spec.log.take() {
         Some(log) => Driver::Log {

@@ -53,7 +53,10 @@ impl Channel {
             ResourceKind::Queue,
             &name,
         )?;
-        let queue = ctx.broker.queue_for(ctx.vhost, &name, ctx.conn_id)?;
+        let queue = ctx
+            .broker
+            .queue_to_use(ctx.vhost, &name, ctx.conn_id)
+            .await?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             crate::connection::names::consumer_tag()
         } else {

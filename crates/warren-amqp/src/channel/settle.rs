@@ -26,7 +26,10 @@ impl Channel {
             ResourceKind::Queue,
             &name,
         )?;
-        let queue = ctx.broker.queue_for(ctx.vhost, &name, ctx.conn_id)?;
+        let queue = ctx
+            .broker
+            .queue_to_use(ctx.vhost, &name, ctx.conn_id)
+            .await?;
         self.touch(&queue);
         let link = self.link(ctx);
         let owner = self.owner;

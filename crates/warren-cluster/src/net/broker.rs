@@ -66,33 +66,40 @@ pub(crate) fn service(node: u64, host: BrokerSlot) -> BrokerServer<impl Broker> 
 }
 
 impl Net {
-    /// Hands `msg` to the queue `vhost`/`queue` held by `node`; true once
-    /// that queue took it.
+    /// Hands `msgs` to the queue `vhost`/`queue` held by `node`, in order,
+    /// in one call; for each, true once that queue took it.
     pub(crate) async fn publish_to(
         &self,
         node: u64,
         vhost: &str,
         queue: &str,
-        msg: Message,
+        msgs: Vec<Message>,
         timeout: Duration,
-    ) -> Result<bool, NetError> {
+    ) -> Result<Vec<bool>, NetError> {
         let channel = self.channel(node)?;
         let mut client = BrokerClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
+        let n = msgs.len();
         let mut req = Request::new(rpc::PublishRequest {
-            messages: vec![rpc::QueuedMessage {
-                vhost: vhost.to_owned(),
-                queue: queue.to_owned(),
-                message: Some(msg.into_proto()),
-            }],
+            messages: msgs
+                .into_iter()
+                .map(|m| rpc::QueuedMessage {
+                    vhost: vhost.to_owned(),
+                    queue: queue.to_owned(),
+                    message: Some(m.into_proto()),
+                })
+                .collect(),
         });
         req.set_timeout(timeout);
         let resp = client
             .publish(req)
             .await
             .map_err(|status| NetError::Rpc { node, status })?;
-        Ok(resp.into_inner().taken.first().copied().unwrap_or(false))
+        let mut taken = resp.into_inner().taken;
+        // An answer missing is a message not known to be taken.
+        taken.resize(n, false);
+        Ok(taken)
     }
 }
 
@@ -139,6 +146,9 @@ pub struct QueueReport {
     /// Members that replicate without voting (a replaced replica that is
     /// catching up before it votes again).
     pub learners: Vec<u64>,
+    /// Nodes that hold no replica but apply the log to serve consumers
+    /// there (learners that never vote).
+    pub readers: Vec<u64>,
 }
 
 impl From<ClusterReport> for rpc::StatusResponse {
@@ -172,6 +182,7 @@ impl From<ClusterReport> for rpc::StatusResponse {
                     messages: q.messages,
                     unacked: q.unacked,
                     learners: q.learners,
+                    readers: q.readers,
                 })
                 .collect(),
         }
@@ -209,6 +220,7 @@ impl From<rpc::StatusResponse> for ClusterReport {
                     messages: q.messages,
                     unacked: q.unacked,
                     learners: q.learners,
+                    readers: q.readers,
                 })
                 .collect(),
         }

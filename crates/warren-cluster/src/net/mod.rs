@@ -130,6 +130,9 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     /// that came back learns who leads, and a leader that was superseded
     /// meanwhile learns it from the answers and steps down.
     fn heartbeat(&self) -> BoxFuture<'static, ()>;
+    /// Adds `node` to the group as a reader (a learner that never votes);
+    /// only the leader can: otherwise the answer names the leader it knows.
+    fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>>;
 }
 
 /// One group as the failure detector sees it on this node.
@@ -156,6 +159,10 @@ pub(crate) trait Host: Send + Sync + 'static {
         &self,
         req: rpc::StartReplicaRequest,
     ) -> BoxFuture<'static, Result<rpc::StartReplicaResponse, Status>>;
+    fn find_queue(
+        &self,
+        req: rpc::FindQueueRequest,
+    ) -> BoxFuture<'static, Result<rpc::FindQueueResponse, Status>>;
 }
 
 /// This node's view of the cluster's network: the peer table, a channel
@@ -366,6 +373,48 @@ impl Net {
             .start_replica(req)
             .await
             .map(|r| r.into_inner().created)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` which of its queue groups holds `vhost`/`name`.
+    pub(crate) async fn find_queue(
+        &self,
+        node: u64,
+        vhost: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<rpc::FindQueueResponse, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::FindQueueRequest {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        });
+        req.set_timeout(timeout);
+        client
+            .find_queue(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` (the leader of `group`, as far as this node knows) to
+    /// add this node to the group as a reader.
+    pub(crate) async fn add_reader(
+        &self,
+        node: u64,
+        group: GroupId,
+        timeout: Duration,
+    ) -> Result<rpc::AddReaderResponse, NetError> {
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(rpc::AddReaderRequest {
+            group_id: group,
+            node: self.node_id,
+        });
+        req.set_timeout(timeout);
+        client
+            .add_reader(req)
+            .await
+            .map(tonic::Response::into_inner)
             .map_err(|status| NetError::Rpc { node, status })
     }
 

@@ -133,6 +133,26 @@ impl Raft for RaftService {
             .map(Response::new)
     }
 
+    async fn find_queue(
+        &self,
+        request: Request<rpc::FindQueueRequest>,
+    ) -> Result<Response<rpc::FindQueueResponse>, Status> {
+        self.open()?;
+        self.host
+            .find_queue(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn add_reader(
+        &self,
+        request: Request<rpc::AddReaderRequest>,
+    ) -> Result<Response<rpc::AddReaderResponse>, Status> {
+        let req = request.into_inner();
+        let g = self.group(req.group_id)?;
+        g.add_reader(req.node).await.map(Response::new)
+    }
+
     async fn ping(
         &self,
         _request: Request<rpc::PingRequest>,

@@ -1,4 +1,5 @@
-//! The node as the gRPC service sees it: ClusterInfo and StartReplica.
+//! The node as the gRPC service sees it: ClusterInfo, StartReplica and
+//! FindQueue.
 //! Holds the node weakly, so the service never keeps a stopped node alive.
 
 use std::sync::Weak;
@@ -71,6 +72,25 @@ impl<S: LogStore> Host for NodeHost<S> {
                 .await
                 .map_err(status)?;
             Ok(rpc::StartReplicaResponse { created })
+        })
+    }
+
+    fn find_queue(
+        &self,
+        req: rpc::FindQueueRequest,
+    ) -> BoxFuture<'static, Result<rpc::FindQueueResponse, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            let node = node?;
+            Ok(match node.local_queue(&req.vhost, &req.name) {
+                Some(q) => rpc::FindQueueResponse {
+                    found: true,
+                    group_id: q.group(),
+                    leader: q.leader(),
+                    voters: q.members(),
+                },
+                None => rpc::FindQueueResponse::default(),
+            })
         })
     }
 }

@@ -13,6 +13,7 @@
 mod bootstrap;
 mod detector;
 mod host;
+mod reader;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ use crate::raft::{
 };
 
 pub use bootstrap::Bootstrap;
+pub use reader::FoundQueue;
 
 /// One Warren node: its store and its running groups. Clones share the node.
 pub struct Node<S: LogStore = RocksStore> {
@@ -410,6 +412,7 @@ impl<S: LogStore> Node<S> {
                     messages,
                     unacked,
                     learners: q.learners(),
+                    readers: q.readers(),
                 }
             })
             .collect();
@@ -428,23 +431,31 @@ impl<S: LogStore> Node<S> {
         *self.inner.broker.lock() = Some(host);
     }
 
-    /// Hands `msg` to the queue `vhost`/`queue` that node `node` holds (a
-    /// transient queue lives on one node); true once that queue took it.
+    /// Hands `msgs` to the queue `vhost`/`queue` that node `node` holds
+    /// (a transient queue lives on one node; a durable one on its
+    /// replicas), in order and in one call; for each, true once that
+    /// queue took it. `None`: the node could not be reached, so nothing
+    /// was handed over (trying another node cannot duplicate anything).
     pub async fn publish_to(
         &self,
         node: u64,
         vhost: &str,
         queue: &str,
-        msg: warren_core::message::Message,
-    ) -> Result<bool, ClusterError> {
+        msgs: Vec<warren_core::message::Message>,
+    ) -> Result<Option<Vec<bool>>, ClusterError> {
         let net = self
             .inner
             .net
             .as_ref()
             .ok_or_else(|| ClusterError::Config("node runs without peers".into()))?;
-        net.publish_to(node, vhost, queue, msg, PUBLISH_TO_TIMEOUT)
+        match net
+            .publish_to(node, vhost, queue, msgs, PUBLISH_TO_TIMEOUT)
             .await
-            .map_err(|e| ClusterError::Transport(e.to_string()))
+        {
+            Ok(taken) => Ok(Some(taken)),
+            Err(e) if e.unreachable() => Ok(None),
+            Err(e) => Err(ClusterError::Transport(e.to_string())),
+        }
     }
 
     /// A counter that moves whenever the applied metadata does (changes

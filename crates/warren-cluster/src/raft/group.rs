@@ -364,18 +364,59 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
             .collect()
     }
 
+    /// Learners that are not readers: replaced members on their way back.
     pub(crate) fn learners(&self) -> Vec<u64> {
+        self.learners_where(false)
+    }
+
+    /// Readers: learners of nodes that hold no replica of the queue but
+    /// serve its consumers (see [`super::is_reader`]).
+    pub(crate) fn readers(&self) -> Vec<u64> {
+        self.learners_where(true)
+    }
+
+    fn learners_where(&self, readers: bool) -> Vec<u64> {
+        let m = self.reported_membership();
+        let m = m.membership();
+        m.learner_ids()
+            .filter(|id| m.get_node(id).is_some_and(super::is_reader) == readers)
+            .collect()
+    }
+
+    /// Whether `node` is in the group's membership (voter, learner or reader).
+    pub(crate) fn has_member(&self, node: u64) -> bool {
         self.reported_membership()
             .membership()
-            .learner_ids()
-            .collect()
+            .get_node(&node)
+            .is_some()
+    }
+
+    /// Waits up to `timeout` until this replica holds a membership naming
+    /// this node and has applied the log up to it (a reader that just
+    /// joined then shows what the queue held when it joined).
+    pub(crate) async fn wait_member(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let me = self.node_id;
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    let c = &m.membership_config;
+                    c.membership().get_node(&me).is_some()
+                        && m.last_applied.map(|l| l.index) >= c.log_id().map(|l| l.index)
+                },
+                "a member, caught up to its joining",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Raft(format!("group {}: {e}", self.group)))
     }
 
     /// A membership change is under way: the configuration is joint (old
     /// and new voters both count), or a learner waits to be promoted.
+    /// Readers stay learners for good: they change nothing.
     pub(crate) fn membership_changing(&self) -> bool {
         let m = self.reported_membership();
-        m.membership().get_joint_config().len() > 1 || m.membership().learner_ids().next().is_some()
+        m.membership().get_joint_config().len() > 1 || !self.learners().is_empty()
     }
 
     fn reported_membership(&self) -> Arc<openraft::alias::StoredMembershipOf<C>> {

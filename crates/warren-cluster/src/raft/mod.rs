@@ -41,6 +41,17 @@ pub(crate) use log_store::LogAdapter;
 pub(crate) use meta_sm::{MetaCore, MetaMachine};
 pub(crate) use queue_sm::{LocalEffects, QueueMachine, QueueShared, effect_owner, snapshot_prep};
 
+/// How a queue group's membership marks a reader (see [`is_reader`]): the
+/// node's entry carries this before its address.
+pub(crate) const READER_MARK: &str = "reader ";
+
+/// A reader is a learner added so that a node holding no replica of a
+/// queue can serve its consumers: it never votes, and repair never
+/// promotes it (a replaced member on its way back is a learner too).
+pub(crate) fn is_reader(node: &openraft::BasicNode) -> bool {
+    node.addr.starts_with(READER_MARK)
+}
+
 /// A normal log entry's data: an encoded `warren.log.v1.Proposal`. Kept as
 /// bytes so that the entry codec does not re-encode it, and so a message
 /// body inside is never copied between proposal, log and state machine.

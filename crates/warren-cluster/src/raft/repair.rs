@@ -105,6 +105,29 @@ async fn replace<SM: RaftStateMachine<C>>(
         .membership()
         .voter_ids()
         .collect();
+    let reader = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config
+            .membership()
+            .get_node(&peer)
+            .is_some_and(super::is_reader)
+    };
+    if reader {
+        // A reader that lost its replica: it no longer serves anybody
+        // (its node restarted), and joins again when it needs the queue.
+        tracing::info!(group, peer, queue = %name, "removing a reader that lost its replica");
+        if !writable(raft, lease).await {
+            return Err("this node's leader lease could not be renewed".into());
+        }
+        raft.change_membership(
+            openraft::ChangeMembers::RemoveNodes(BTreeSet::from([peer])),
+            false,
+        )
+        .await
+        .map_err(|e| format!("removing reader {peer}: {e}"))?;
+        return Ok(());
+    }
     tracing::warn!(
         group, peer, queue = %name, vhost = %vhost,
         "a member runs no replica of this queue (its data directory was emptied?): \
@@ -129,9 +152,9 @@ async fn replace<SM: RaftStateMachine<C>>(
 }
 
 /// Promotes every learner whose replica applied the log to within
-/// [`CAUGHT_UP`] entries of the leader's: in a queue group, learners are
-/// only ever replaced members on their way back (a leader that took over
-/// mid-repair finishes it here too). The learner's own report decides:
+/// [`CAUGHT_UP`] entries of the leader's: in a queue group, learners that
+/// are not readers are only ever replaced members on their way back (a
+/// leader that took over mid-repair finishes it here too). The learner's own report decides:
 /// the leader's replication progress towards it may still be the one from
 /// before it lost its data.
 async fn promote_caught_up<SM: RaftStateMachine<C>>(
@@ -144,7 +167,11 @@ async fn promote_caught_up<SM: RaftStateMachine<C>>(
     let (last, learners): (u64, Vec<u64>) = {
         let metrics = raft.metrics();
         let m = metrics.borrow_watched();
-        let learners = m.membership_config.membership().learner_ids().collect();
+        let membership = m.membership_config.membership();
+        let learners = membership
+            .learner_ids()
+            .filter(|id| !membership.get_node(id).is_some_and(super::is_reader))
+            .collect();
         (m.last_log_index.unwrap_or(0), learners)
     };
     let mut ready = BTreeSet::new();

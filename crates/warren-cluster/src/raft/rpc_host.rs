@@ -10,7 +10,7 @@ use openraft::alias::SnapshotOf;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
 use openraft::storage::RaftStateMachine;
-use openraft::{Raft, ServerState};
+use openraft::{BasicNode, Raft, ServerState};
 use tonic::Status;
 use warren_rpc::log as pb;
 use warren_rpc::raft as rpc;
@@ -18,7 +18,7 @@ use warren_storage::GroupId;
 
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
 use super::group::renew_lease;
-use super::{Request, TypeConfig, wire};
+use super::{READER_MARK, Request, TypeConfig, wire};
 use crate::net::{GroupRpc, GroupView, Net};
 
 type C = TypeConfig;
@@ -181,6 +181,55 @@ where
         Box::pin(async move {
             if let Err(e) = raft.trigger().heartbeat().await {
                 tracing::debug!(group, error = %e, "heartbeat not sent");
+            }
+        })
+    }
+
+    fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>> {
+        let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
+        let addr = self.net.addr(node);
+        Box::pin(async move {
+            let Some(addr) = addr else {
+                return Err(Status::invalid_argument(format!(
+                    "node {node} is not in the peer table"
+                )));
+            };
+            let refused = |leader| {
+                Ok(rpc::AddReaderResponse {
+                    not_leader: Some(not_leader(leader)),
+                })
+            };
+            if !raft.is_leader() {
+                return refused(raft.current_leader().await);
+            }
+            let member = {
+                let metrics = raft.metrics();
+                let m = metrics.borrow_watched();
+                m.membership_config.membership().get_node(&node).is_some()
+            };
+            if member {
+                // Already a voter, a learner, or a reader: nothing to add.
+                return Ok(rpc::AddReaderResponse { not_leader: None });
+            }
+            if let Some(lease) = lease
+                && !renew_lease(&raft, lease).await
+            {
+                return refused(None);
+            }
+            let reader = BasicNode {
+                addr: format!("{READER_MARK}{addr}"),
+            };
+            match raft.add_learner(node, reader, false).await {
+                Ok(_) => {
+                    tracing::info!(group, node, "added a reader to the queue group");
+                    Ok(rpc::AddReaderResponse { not_leader: None })
+                }
+                Err(e) => match e.forward_to_leader() {
+                    Some(f) => refused(f.leader_id),
+                    None => Err(Status::unavailable(format!(
+                        "group {group}: adding reader {node} failed: {e}"
+                    ))),
+                },
             }
         })
     }

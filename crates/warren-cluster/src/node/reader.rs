@@ -1,0 +1,174 @@
+//! Using a queue from a node that holds no replica of it (a cluster with
+//! more nodes than a queue has replicas, or a classic queue, which has one).
+//!
+//! Deliveries are made where the log is applied (see the crate docs), so a
+//! node serving a consumer must apply the queue's log: it joins the group
+//! as a *reader*, a learner that never votes and is never promoted. A
+//! publish needs no replica: the broker hands it to a node that has one
+//! ([`Node::locate_queue`], then [`Node::publish_to`]).
+//!
+//! ```text
+//!   attach_queue(q) ─▶ FindQueue to every peer ─▶ group id, leader, voters
+//!        ─▶ empty replica here ─▶ AddReader to the leader (learner, marked
+//!           reader) ─▶ replicated + applied here ─▶ the broker's actor
+//! ```
+
+use std::time::Duration;
+
+use warren_storage::{GroupId, LogStore};
+
+use super::Node;
+use crate::ClusterError;
+use crate::queue_group::QueueGroup;
+
+/// How long one FindQueue or AddReader may take.
+const ASK: Duration = Duration::from_secs(2);
+/// How long joining a group as a reader may take in all.
+const ATTACH_WAIT: Duration = Duration::from_secs(15);
+const RETRY: Duration = Duration::from_millis(100);
+
+/// A queue group as another node reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundQueue {
+    pub group: GroupId,
+    pub leader: Option<u64>,
+    pub voters: Vec<u64>,
+}
+
+impl<S: LogStore> Node<S> {
+    /// The group this node runs for the queue `vhost`/`name`, if any.
+    pub fn local_queue(&self, vhost: &str, name: &str) -> Option<QueueGroup<S>> {
+        self.inner
+            .queues
+            .lock()
+            .values()
+            .find(|q| q.identity() == (vhost, name))
+            .cloned()
+    }
+
+    /// Asks every peer not judged down which group holds `vhost`/`name`.
+    /// A voter's answer is preferred, and among those one naming a leader.
+    pub async fn find_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> Result<Option<FoundQueue>, ClusterError> {
+        let net = self.net()?;
+        let me = self.inner.node_id;
+        let asks = net
+            .members()
+            .into_iter()
+            .filter(|n| *n != me && !net.is_down(*n))
+            .map(|n| {
+                let net = net.clone();
+                async move { (n, net.find_queue(n, vhost, name, ASK).await) }
+            });
+        let answers = futures::future::join_all(asks).await;
+        let mut best: Option<(u8, FoundQueue)> = None;
+        for (n, answer) in answers {
+            let Ok(r) = answer else { continue };
+            if !r.found {
+                continue;
+            }
+            let rank = u8::from(r.voters.contains(&n)) * 2 + u8::from(r.leader.is_some());
+            if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+                let found = FoundQueue {
+                    group: r.group_id,
+                    leader: r.leader,
+                    voters: r.voters,
+                };
+                best = Some((rank, found));
+            }
+        }
+        Ok(best.map(|(_, f)| f))
+    }
+
+    /// A node holding a replica of `vhost`/`name` to hand publishes to:
+    /// its leader if known, otherwise a voter not judged down.
+    pub async fn locate_queue(&self, vhost: &str, name: &str) -> Result<Option<u64>, ClusterError> {
+        let net = self.net()?;
+        let Some(found) = self.find_queue(vhost, name).await? else {
+            return Ok(None);
+        };
+        Ok(found
+            .leader
+            .filter(|l| !net.is_down(*l))
+            .or_else(|| found.voters.iter().copied().find(|v| !net.is_down(*v))))
+    }
+
+    /// Makes this node apply the log of `vhost`/`name`, joining its group
+    /// as a reader if it holds no replica yet; returns once the replica
+    /// here has applied the log up to its joining. Idempotent, and cheap
+    /// for a member.
+    pub async fn attach_queue(&self, vhost: &str, name: &str) -> Result<(), ClusterError> {
+        let me = self.inner.node_id;
+        let existing = self.local_queue(vhost, name);
+        if let Some(q) = &existing
+            && q.has_member(me)
+        {
+            return Ok(());
+        }
+        let net = self.net()?.clone();
+        let found = self.find_queue(vhost, name).await?.ok_or_else(|| {
+            ClusterError::Config(format!(
+                "no node answers for queue '{name}' in vhost '{vhost}'"
+            ))
+        })?;
+        let q = match existing {
+            // An earlier attempt left an empty replica: ask again.
+            Some(q) if q.group() == found.group => q,
+            _ => {
+                // Refused unless the metadata here holds the queue.
+                self.start_replica(found.group, vhost, name, true).await?;
+                self.queue(found.group)
+                    .ok_or(ClusterError::NoSuchGroup(found.group))?
+            }
+        };
+        let mut candidates: Vec<u64> = found.leader.into_iter().collect();
+        candidates.extend(found.voters.iter().copied());
+        candidates.retain(|n| *n != me);
+        candidates.dedup();
+        if candidates.is_empty() {
+            return Err(ClusterError::Config(format!(
+                "queue '{name}' in vhost '{vhost}' has no member to ask"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+        let mut turn = 0;
+        let mut target = candidates[0];
+        loop {
+            let next = match net.add_reader(target, found.group, ASK).await {
+                Ok(r) => match r.not_leader {
+                    None => break,
+                    Some(n) => n.leader.filter(|l| *l != me),
+                },
+                Err(e) => {
+                    tracing::debug!(group = found.group, target, error = %e, "add reader");
+                    None
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NotLeader {
+                    group: found.group,
+                    leader: None,
+                });
+            }
+            target = next.unwrap_or_else(|| {
+                turn += 1;
+                candidates[turn % candidates.len()]
+            });
+            tokio::time::sleep(RETRY).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        q.wait_member(left.max(ASK)).await?;
+        tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
+        Ok(())
+    }
+
+    fn net(&self) -> Result<&std::sync::Arc<crate::net::Net>, ClusterError> {
+        self.inner
+            .net
+            .as_ref()
+            .ok_or_else(|| ClusterError::Config("node runs without peers".into()))
+    }
+}
