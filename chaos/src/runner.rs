@@ -378,6 +378,18 @@ impl Run<'_> {
         let began = Instant::now();
         loop {
             let mut missing = Vec::new();
+            // With more nodes than replicas, a node holds a queue only if
+            // it is one of its replicas (or reads it for a client there).
+            let mut replicas = Vec::new();
+            for q in 0..self.scenario.file.queues {
+                match self.replicas_of(q).await {
+                    Ok(r) => replicas.push(r),
+                    Err(e) => {
+                        missing.push(format!("q{q}: {e:#}"));
+                        replicas.push(Vec::new());
+                    }
+                }
+            }
             for id in self.cluster.running() {
                 match self.cluster.status(id).await {
                     Ok(status) => {
@@ -388,7 +400,10 @@ impl Run<'_> {
                             match queue_entry(&status, q) {
                                 Some(e) if e["leader"].as_u64().is_some() => {}
                                 Some(_) => missing.push(format!("n{id}: q{q} has no leader")),
-                                None => missing.push(format!("n{id}: no replica of q{q}")),
+                                None if replicas[q].contains(&id) => {
+                                    missing.push(format!("n{id}: no replica of q{q}"))
+                                }
+                                None => {}
                             }
                         }
                     }
@@ -480,7 +495,14 @@ impl Run<'_> {
             let status = self.cluster.status(id).await?;
             for (q, seen) in seen.iter_mut().enumerate() {
                 if let Some(e) = queue_entry(&status, q) {
-                    members[q] = json_ids(&e["replicas"]);
+                    // Voters, and the learners and readers that apply
+                    // the log too.
+                    let mut m = json_ids(&e["replicas"]);
+                    m.extend(json_ids(&e["learners"]));
+                    m.extend(json_ids(&e["readers"]));
+                    m.sort_unstable();
+                    m.dedup();
+                    members[q] = m;
                     let state =
                         serde_json::json!([e["applied_index"], e["messages"], e["unacked"]]);
                     seen.push((id, state));
