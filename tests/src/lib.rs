@@ -136,6 +136,7 @@ async fn try_start_limits(
         cluster_listen: any,
         node_id: 1,
         peers: None,
+        replace_replicas_after: 120,
         advertise: None,
         definitions,
         memory_high_watermark,

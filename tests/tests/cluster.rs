@@ -581,6 +581,19 @@ async fn a_queue_declared_while_a_node_is_down_is_placed_on_the_live_ones() -> a
         })
         .await?;
         anyhow::ensure!(got.delivery.data == b"x", "another message");
+
+        // Node 3 returns: the queue's leader gives it the replica the
+        // placement could not (three were declared, by default).
+        cluster.node_mut(3).restart().await?;
+        wait_until(
+            Duration::from_secs(30),
+            "a third replica on node 3",
+            || async {
+                let line = queue_line(&cluster, 1, "two").await.ok()?;
+                line.contains("replicas [1,2,3] ").then_some(())
+            },
+        )
+        .await?;
         Ok(())
     })
     .await

@@ -73,6 +73,6 @@ mod raft;
 
 pub use error::ClusterError;
 pub use net::{BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report};
-pub use node::{Bootstrap, ClusterConfig, ClusterStatus, FoundQueue, Node};
+pub use node::{Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REPLACE_AFTER, FoundQueue, Node};
 pub use queue_group::QueueGroup;
 pub use warren_storage::GroupId;

@@ -100,10 +100,17 @@ struct Cluster {
     peers: BTreeMap<u64, SocketAddr>,
     dirs: BTreeMap<u64, TempDir>,
     nodes: BTreeMap<u64, Node>,
+    /// The nodes' `ClusterConfig::replace_after`.
+    replace_after: Option<Duration>,
 }
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
+        Self::start_with(3, Some(warren_cluster::DEFAULT_REPLACE_AFTER)).await
+    }
+
+    /// `n` nodes replacing the replicas of a node down for `replace_after`.
+    async fn start_with(n: u64, replace_after: Option<Duration>) -> anyhow::Result<Self> {
         // Logs for a failing run: RUST_LOG=warren_cluster=debug.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -111,7 +118,7 @@ impl Cluster {
             .try_init();
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
-        for id in 1..=3u64 {
+        for id in 1..=n {
             let l = TcpListener::bind("127.0.0.1:0").await?;
             peers.insert(id, l.local_addr()?);
             listeners.insert(id, l);
@@ -120,6 +127,7 @@ impl Cluster {
             peers,
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            replace_after,
         };
         for (id, listener) in listeners {
             let dir = tempfile::tempdir()?;
@@ -134,7 +142,8 @@ impl Cluster {
     }
 
     async fn open(&self, id: u64, dir: &Path, listener: TcpListener) -> anyhow::Result<Node> {
-        let config = ClusterConfig::new(id, listener, self.peers.clone());
+        let mut config = ClusterConfig::new(id, listener, self.peers.clone());
+        config.replace_after = self.replace_after;
         Ok(Node::open_cluster(dir, config).await?)
     }
 
@@ -890,5 +899,75 @@ async fn measure_groups_and_forwarding() -> anyhow::Result<()> {
         led[&down],
         stopping.elapsed()
     );
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_down_past_the_grace_period_is_replaced_on_a_live_node() -> anyhow::Result<()> {
+    let mut c = Cluster::start_with(4, Some(Duration::from_secs(2))).await?;
+    assert_eq!(
+        c.node(1).meta_apply(declare_queue("gq")).await?,
+        Ok(MetaReply::Created)
+    );
+    c.node(1)
+        .create_queue_on(GROUP, "/", "gq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let leader = c.queue_leader(GROUP).await?;
+    let before = names("before", 0..100);
+    let lq = c.node(leader).queue(GROUP).context("replica")?;
+    enqueue_all(&lq, &before).await?;
+
+    // A member that leads nothing goes away for good (as far as anyone
+    // can tell); the group carries on with two of three.
+    let meta_leader = c.node(leader).meta_leader();
+    let lost = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && Some(*id) != meta_leader)
+        .context("a member leading nothing")?;
+    c.stop(lost).await?;
+    let after = names("after", 0..50);
+    enqueue_all(&lq, &after).await?;
+
+    // Past the grace period (judged down after ~1 s, then 2 s), node 4
+    // gets a replica, catches up, votes, and the lost member stops voting.
+    let mut want: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != lost).collect();
+    want.sort_unstable();
+    eventually_within(
+        Duration::from_secs(30),
+        "node 4 voting in place of the lost member",
+        || lq.members() == want && !lq.membership_changing(),
+    )
+    .await?;
+    let expected: BTreeSet<String> = before.iter().chain(&after).cloned().collect();
+    let q4 = c.node(4).queue(GROUP).context("a replica on node 4")?;
+    eventually("node 4 holds everything", || {
+        count(&q4) == expected.len() as u64
+    })
+    .await?;
+    assert_eq!(bodies_held(&q4)?, expected);
+    assert_eq!(lq.readers(), vec![lost], "the lost member stays a reader");
+
+    // It counts: with one more of the original members gone, node 4 and
+    // the leader still commit.
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != lost)
+        .context("the third node")?;
+    if Some(other) != c.node(leader).meta_leader() {
+        c.stop(other).await?;
+        enqueue_all(&lq, &names("late", 0..10)).await?;
+        eventually("node 4 holds the late ones", || {
+            count(&q4) == expected.len() as u64 + 10
+        })
+        .await?;
+    }
+
+    // The lost node returns on its data: its replica catches up as a
+    // reader instead of holding a stale log.
+    let dir = c.dirs[&lost].path().to_path_buf();
+    c.restart(lost, dir).await?;
+    let total = count(&lq);
+    let back = c.node(lost).queue(GROUP).context("the returned replica")?;
+    eventually("the returned replica caught up", || count(&back) == total).await?;
     c.shutdown().await
 }

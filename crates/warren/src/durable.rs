@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use warren_amqp::broker::backend::{Applied, Backend, QueueLog, StoreError};
 use warren_cluster::{ClusterError, Node, QueueGroup};
 use warren_core::message::Message;
-use warren_core::meta::{MetaCommand, MetaError, MetaReply, MetaState};
+use warren_core::meta::{DEFAULT_QUORUM_REPLICAS, MetaCommand, MetaError, MetaReply, MetaState};
 use warren_core::queue::{Command, Effect, QueueConfig, QueueState};
 
 fn store_error(e: ClusterError) -> StoreError {
@@ -20,10 +20,6 @@ fn store_error(e: ClusterError) -> StoreError {
 
 /// Queue group ids made in a cluster: the node id above these bits.
 const GROUP_NODE_SHIFT: u32 = 40;
-
-/// Replicas of a quorum queue without `x-quorum-initial-group-size`
-/// (RabbitMQ's default).
-const DEFAULT_REPLICAS: usize = 3;
 
 /// A node's groups as the broker's backend.
 pub struct NodeBackend {
@@ -54,7 +50,7 @@ impl NodeBackend {
     }
 
     /// The members of a new queue group of `replicas` nodes (default
-    /// [`DEFAULT_REPLICAS`], at most the number of nodes not judged down):
+    /// [`DEFAULT_QUORUM_REPLICAS`], at most the number of nodes not judged down):
     /// this node first
     /// (it stands for the first election, so the declaring client's node
     /// leads), then the next nodes of the peer table in ring order, so
@@ -74,7 +70,7 @@ impl NodeBackend {
             .filter(|n| *n == me || !down.contains(n))
             .collect();
         let want = replicas
-            .map_or(DEFAULT_REPLICAS, |r| r as usize)
+            .map_or(DEFAULT_QUORUM_REPLICAS as usize, |r| r as usize)
             .clamp(1, nodes.len());
         let start = nodes.iter().position(|n| *n == me).unwrap_or(0);
         (0..want)

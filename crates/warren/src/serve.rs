@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Cluster peers as `id@host:port,…` (none: a single node).
     #[arg(long, env = "WARREN_PEERS")]
     pub peers: Option<String>,
+    /// Seconds a node may be down before each queue it held a replica of
+    /// gets a new replica on a live node (0: never).
+    #[arg(long, env = "WARREN_REPLACE_REPLICAS_AFTER", default_value_t = 120)]
+    pub replace_replicas_after: u64,
     /// The cluster address peers should dial, when it differs from --cluster-listen.
     #[arg(long, env = "WARREN_ADVERTISE")]
     pub advertise: Option<String>,
@@ -220,7 +224,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             let listener = TcpListener::bind(args.cluster_listen)
                 .await
                 .with_context(|| format!("binding the cluster listener {}", args.cluster_listen))?;
-            let cluster = warren_cluster::ClusterConfig::new(args.node_id, listener, peers);
+            let mut cluster = warren_cluster::ClusterConfig::new(args.node_id, listener, peers);
+            cluster.replace_after = (args.replace_replicas_after > 0)
+                .then(|| Duration::from_secs(args.replace_replicas_after));
             let node = warren_cluster::Node::open_cluster(&args.data_dir, cluster)
                 .await
                 .with_context(|| {

@@ -107,20 +107,6 @@ fn logs_by_queue(backend: &dyn Backend) -> BTreeMap<QueueKey, Arc<dyn QueueLog>>
         .collect()
 }
 
-/// How many nodes a durable queue's log is replicated on, as declared:
-/// a classic queue has one; a quorum queue `x-quorum-initial-group-size`
-/// (`None`: the backend's default).
-fn replicas(def: &QueueDef) -> Option<u32> {
-    let arg = |k: &str| def.arguments.get(k);
-    if arg("x-queue-type").and_then(|v| v.as_str()) == Some("classic") {
-        return Some(1);
-    }
-    arg("x-quorum-initial-group-size")
-        .and_then(|v| v.as_i64())
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)
-}
-
 /// Follows the backend's changes (a cluster's metadata, this node's logs)
 /// until the broker is gone.
 async fn follow(broker: Weak<Broker>, mut changes: tokio::sync::watch::Receiver<u64>) {
@@ -275,7 +261,7 @@ impl Broker {
                         Some(log) => log,
                         // Declared, then the node stopped before its log existed.
                         None => backend
-                            .create_queue(vhost, &def.name, config.clone(), replicas(def))
+                            .create_queue(vhost, &def.name, config.clone(), def.declared_replicas())
                             .await
                             .map_err(store_error)?,
                     };
@@ -655,7 +641,7 @@ impl Broker {
                     }
                     _ => {
                         let log = if is_durable_queue(&def) {
-                            let replicas = replicas(&def);
+                            let replicas = def.declared_replicas();
                             match backend
                                 .create_queue(vhost, &name, config.clone(), replicas)
                                 .await

@@ -178,11 +178,20 @@ pub(crate) struct Net {
     /// Fault injection for tests: every RPC in or out fails as if the
     /// network were cut, while the node keeps running.
     isolated: AtomicBool,
+    /// The node is shutting down: its groups go one by one, and a request
+    /// for one already gone must not read as "no such replica here" (see
+    /// `raft::repair`), so every request is refused as unavailable.
+    closing: AtomicBool,
     /// After how long without an answer the failure detector judges a
     /// peer down (queue groups size their leader lease after it).
     down_after: Duration,
     /// The peers the failure detector judges down right now.
     down: Mutex<BTreeSet<u64>>,
+    /// Since when each of them is.
+    down_since: Mutex<BTreeMap<u64, std::time::Instant>>,
+    /// After how long down a queue group's leader replaces a member's
+    /// replica on a live node (`None`: never; see `raft::repair`).
+    replace_after: Option<Duration>,
     /// The same set, for whoever follows its changes (the broker).
     down_watch: tokio::sync::watch::Sender<BTreeSet<u64>>,
 }
@@ -192,6 +201,7 @@ impl Net {
         node_id: u64,
         peers: BTreeMap<u64, SocketAddr>,
         down_after: Duration,
+        replace_after: Option<Duration>,
     ) -> Arc<Self> {
         // Any value that differs from the last run's will do: the clock's.
         let incarnation = SystemTime::now()
@@ -204,8 +214,11 @@ impl Net {
             channels: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
             isolated: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             down_after,
             down: Mutex::new(BTreeSet::new()),
+            down_since: Mutex::new(BTreeMap::new()),
+            replace_after,
             down_watch: tokio::sync::watch::Sender::new(BTreeSet::new()),
         })
     }
@@ -223,8 +236,24 @@ impl Net {
             set.remove(&node)
         };
         if changed {
+            let mut since = self.down_since.lock();
+            if down {
+                since.insert(node, std::time::Instant::now());
+            } else {
+                since.remove(&node);
+            }
             self.down_watch.send_replace(set.clone());
         }
+    }
+
+    /// How long `node` has been judged down (`None`: it is not).
+    pub(crate) fn down_for(&self, node: u64) -> Option<Duration> {
+        self.down_since.lock().get(&node).map(|t| t.elapsed())
+    }
+
+    /// After how long down a member's replicas are replaced elsewhere.
+    pub(crate) fn replace_after(&self) -> Option<Duration> {
+        self.replace_after
     }
 
     /// Follows the set of peers judged down.
@@ -245,6 +274,15 @@ impl Net {
     /// Cuts this node off the network, or reconnects it (tests).
     pub(crate) fn set_isolated(&self, on: bool) {
         self.isolated.store(on, Ordering::Relaxed);
+    }
+
+    /// From now on the server refuses every request (the node stops).
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     pub(crate) fn isolated(&self) -> bool {

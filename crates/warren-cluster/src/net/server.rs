@@ -37,6 +37,12 @@ impl RaftService {
                 self.net.node_id()
             )));
         }
+        if self.net.closing() {
+            return Err(Status::unavailable(format!(
+                "node {} is shutting down",
+                self.net.node_id()
+            )));
+        }
         Ok(())
     }
 

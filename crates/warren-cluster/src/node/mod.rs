@@ -99,7 +99,13 @@ pub struct ClusterConfig {
     /// After how long without an answer to its pings a peer is judged
     /// down (and the queue groups it led elect new leaders); `None`: 1 s.
     pub down_after: Option<std::time::Duration>,
+    /// After how long judged down a node's queue replicas are replaced on
+    /// live nodes (by each queue's leader); `None`: never.
+    pub replace_after: Option<std::time::Duration>,
 }
+
+/// The default of [`ClusterConfig::replace_after`].
+pub const DEFAULT_REPLACE_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl ClusterConfig {
     /// A config with the defaults for everything but what must be given.
@@ -109,6 +115,7 @@ impl ClusterConfig {
             listener,
             peers,
             down_after: None,
+            replace_after: Some(DEFAULT_REPLACE_AFTER),
         }
     }
 }
@@ -195,6 +202,7 @@ async fn open_queue<S: LogStore>(
     node_id: u64,
     group: GroupId,
     net: Option<&Arc<Net>>,
+    meta: &Arc<Mutex<MetaCore>>,
 ) -> Result<QueueGroup<S>, ClusterError> {
     let identity = read_identity(store, group)?;
     let sm = QueueMachine::open(store.clone(), group)?;
@@ -203,9 +211,28 @@ async fn open_queue<S: LogStore>(
         net: n.clone(),
         prep: Some(snapshot_prep(store.clone(), group)),
         identity: Some(identity.clone()),
+        target: Some(replica_target(meta, &identity, n.members().len())),
     });
     let handle = start_group(node_id, group, store.clone(), sm, Some(shared.clone()), net).await?;
     Ok(QueueGroup::new(store.clone(), handle, shared, identity))
+}
+
+/// How many voters the queue's group should have: as declared (see
+/// `QueueDef::replicas`), at most the cluster's size; `None` once the
+/// queue is gone from the metadata.
+fn replica_target(
+    meta: &Arc<Mutex<MetaCore>>,
+    identity: &(String, String),
+    nodes: usize,
+) -> crate::raft::TargetFn {
+    let meta = meta.clone();
+    let (vhost, name) = identity.clone();
+    Arc::new(move || {
+        meta.lock()
+            .state
+            .queue(&vhost, &name)
+            .map(|d| (d.replicas() as usize).clamp(1, nodes.max(1)))
+    })
 }
 
 /// Opens every queue group `store` holds, all at once: each waits for its
@@ -215,13 +242,14 @@ async fn open_queues<S: LogStore>(
     store: &S,
     node_id: u64,
     net: Option<&Arc<Net>>,
+    meta: &Arc<Mutex<MetaCore>>,
 ) -> Result<BTreeMap<GroupId, QueueGroup<S>>, ClusterError> {
     let opening = store
         .groups()?
         .into_iter()
         .filter(|g| *g != METADATA_GROUP)
         .map(|group| async move {
-            let q = open_queue(store, node_id, group, net).await?;
+            let q = open_queue(store, node_id, group, net, meta).await?;
             Ok::<_, ClusterError>((group, q))
         });
     Ok(futures::future::try_join_all(opening)
@@ -236,7 +264,7 @@ impl<S: LogStore> Node<S> {
         let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
         let meta_core = sm.core.clone();
         let meta = start_group(node_id, METADATA_GROUP, store.clone(), sm, None, None).await?;
-        let queues = open_queues(&store, node_id, None).await?;
+        let queues = open_queues(&store, node_id, None, &meta_core).await?;
         Ok(Node {
             inner: Arc::new(Inner::new(node_id, store, meta, meta_core, queues, None)),
         })
@@ -253,6 +281,7 @@ impl<S: LogStore> Node<S> {
             listener,
             peers,
             down_after,
+            replace_after,
         } = config;
         if !peers.contains_key(&node_id) {
             return Err(ClusterError::Config(format!(
@@ -263,13 +292,14 @@ impl<S: LogStore> Node<S> {
         if down_after.is_zero() {
             return Err(ClusterError::Config("down_after must not be zero".into()));
         }
-        let net = Net::new(node_id, peers, down_after);
+        let net = Net::new(node_id, peers, down_after, replace_after);
         let sm = MetaMachine::open(store.clone(), METADATA_GROUP)?;
         let meta_core = sm.core.clone();
         let group_net = GroupNet {
             net: net.clone(),
             prep: None,
             identity: None,
+            target: None,
         };
         let meta = start_group(
             node_id,
@@ -281,7 +311,7 @@ impl<S: LogStore> Node<S> {
         )
         .await?;
         let member = meta.is_initialized().await?;
-        let queues = open_queues(&store, node_id, Some(&net)).await?;
+        let queues = open_queues(&store, node_id, Some(&net), &meta_core).await?;
         let inner = Arc::new(Inner::new(
             node_id,
             store,
@@ -511,7 +541,14 @@ impl<S: LogStore> Node<S> {
         }
         save_identity(&self.inner.store, group, vhost, name).await?;
         let net = self.inner.net.as_ref();
-        let q = open_queue(&self.inner.store, self.inner.node_id, group, net).await?;
+        let q = open_queue(
+            &self.inner.store,
+            self.inner.node_id,
+            group,
+            net,
+            &self.inner.meta_core,
+        )
+        .await?;
         let created = async {
             if let Some(net) = net {
                 self.start_replicas(net, group, vhost, name, &members)
@@ -615,7 +652,14 @@ impl<S: LogStore> Node<S> {
             return Err(ClusterError::Config("node runs without peers".into()));
         };
         save_identity(&self.inner.store, group, vhost, name).await?;
-        let q = open_queue(&self.inner.store, self.inner.node_id, group, Some(net)).await?;
+        let q = open_queue(
+            &self.inner.store,
+            self.inner.node_id,
+            group,
+            Some(net),
+            &self.inner.meta_core,
+        )
+        .await?;
         self.inner.queues.lock().insert(group, q);
         self.inner.changed();
         Ok(true)
@@ -652,6 +696,9 @@ impl<S: LogStore> Node<S> {
     /// Stops every group and the cluster service; the store closes when
     /// the last clone is dropped.
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        if let Some(net) = &self.inner.net {
+            net.close();
+        }
         if let Some(b) = self.inner.bootstrap.lock().take() {
             b.abort();
         }

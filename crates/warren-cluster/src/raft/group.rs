@@ -79,6 +79,8 @@ pub(crate) struct GroupNet {
     /// For a queue group: its queue (vhost, name), to replace the replica
     /// of a member that lost it (`repair`).
     pub(crate) identity: Option<(String, String)>,
+    /// For a queue group: how many voters it should have (see `repair`).
+    pub(crate) target: Option<super::TargetFn>,
 }
 
 /// How a group finds out that it needs a new leader.
@@ -271,6 +273,7 @@ where
         net,
         prep,
         identity,
+        target,
     }) = net
     else {
         let raft = Raft::new(node_id, cfg, NoNetworkFactory, log, sm)
@@ -305,6 +308,7 @@ where
             net.clone(),
             group,
             identity,
+            target,
             lease,
             missing_rx,
         );

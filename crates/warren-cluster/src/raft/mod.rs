@@ -41,6 +41,10 @@ pub(crate) use log_store::LogAdapter;
 pub(crate) use meta_sm::{MetaCore, MetaMachine};
 pub(crate) use queue_sm::{LocalEffects, QueueMachine, QueueShared, effect_owner, snapshot_prep};
 
+/// How many voters a queue group should have, as its queue was declared
+/// (`None` once the queue is gone); see `repair`.
+pub(crate) type TargetFn = std::sync::Arc<dyn Fn() -> Option<usize> + Send + Sync>;
+
 /// How a queue group's membership marks a reader (see [`is_reader`]): the
 /// node's entry carries this before its address.
 pub(crate) const READER_MARK: &str = "reader ";

@@ -47,6 +47,7 @@ pub(crate) fn spawn<SM: RaftStateMachine<C>>(
     net: Arc<Net>,
     group: GroupId,
     identity: (String, String),
+    target: Option<super::TargetFn>,
     lease: Option<Duration>,
     mut missing: mpsc::UnboundedReceiver<u64>,
 ) {
@@ -82,6 +83,14 @@ pub(crate) fn spawn<SM: RaftStateMachine<C>>(
                 while missing.try_recv().is_ok() {}
             }
             promote_caught_up(&raft, &net, lease, group, &identity.1).await;
+            if let Some(target) = &target
+                && let Err(e) = reconcile(&raft, &net, lease, group, &identity, target).await
+            {
+                tracing::warn!(
+                    group, queue = %identity.1, error = %e,
+                    "replacing the replica of a node down for long failed; will try again"
+                );
+            }
         }
     });
 }
@@ -214,5 +223,141 @@ async fn writable<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, lease: Option<Dur
     match lease {
         Some(lease) => super::group::renew_lease(raft, lease).await,
         None => true,
+    }
+}
+
+/// Replaces the replicas of members down for longer than the grace period
+/// (`Net::replace_after`), one step per call, with nothing remembered
+/// between calls (a leader that takes over mid-way carries on):
+///
+/// 1. fewer voters than the queue's target, not counting those down that
+///    long (or a node that was down when the queue was placed): a live
+///    node that is not a voter joins — a reader is promoted
+///    at once (it holds the log), another node gets a new replica as a
+///    learner, promoted once caught up (`promote_caught_up`);
+/// 2. enough live voters: the members down that long stop voting. Each
+///    stays a reader, so that when its node returns its replica catches
+///    up instead of holding a stale log its clients would wait on.
+async fn reconcile<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    net: &Net,
+    lease: Option<Duration>,
+    group: GroupId,
+    identity: &(String, String),
+    target: &super::TargetFn,
+) -> Result<(), String> {
+    let Some(grace) = net.replace_after() else {
+        return Ok(());
+    };
+    let (voters, learners, readers, joint) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let (readers, learners): (BTreeSet<u64>, BTreeSet<u64>) = membership
+            .learner_ids()
+            .partition(|id| membership.get_node(id).is_some_and(super::is_reader));
+        let joint = membership.get_joint_config().len() > 1;
+        (voters, learners, readers, joint)
+    };
+    let long_down = |id: &u64| net.down_for(*id).is_some_and(|d| d >= grace);
+    let gone: BTreeSet<u64> = voters.iter().copied().filter(long_down).collect();
+    // A member demoted by a repair whose node then stayed away.
+    let lost_learners: BTreeSet<u64> = learners.iter().copied().filter(long_down).collect();
+    if joint || learners.len() > lost_learners.len() {
+        // A change (or a repair) under way.
+        return Ok(());
+    }
+    let Some(target) = target() else {
+        return Ok(());
+    };
+    let (vhost, name) = identity;
+    let live = voters.len() - gone.len();
+    if live >= target {
+        if gone.is_empty() && lost_learners.is_empty() {
+            return Ok(());
+        }
+        let stale: BTreeSet<u64> = gone.union(&lost_learners).copied().collect();
+        tracing::warn!(
+            group, queue = %name, %vhost, nodes = ?stale, after = ?grace,
+            "replicas replaced: the members down for longer than the grace period stop voting"
+        );
+        if !writable(raft, lease).await {
+            return Err("this node's leader lease could not be renewed".into());
+        }
+        let as_readers: BTreeMap<u64, openraft::BasicNode> = stale
+            .iter()
+            .map(|id| (*id, reader_node(net, *id)))
+            .collect();
+        raft.change_membership(openraft::ChangeMembers::SetNodes(as_readers), false)
+            .await
+            .map_err(|e| format!("marking {stale:?} as readers: {e}"))?;
+        if !gone.is_empty() {
+            raft.change_membership(openraft::ChangeMembers::RemoveVoters(gone.clone()), true)
+                .await
+                .map_err(|e| format!("removing voters {gone:?}: {e}"))?;
+        }
+        return Ok(());
+    }
+    // Fewer live voters than declared: a member down for long, or a node
+    // that was down when the queue was placed.
+    // A node to take a replica: live, not a voter; readers first, then
+    // spread by group id over the others.
+    let candidates: Vec<u64> = net
+        .members()
+        .into_iter()
+        .filter(|n| !voters.contains(n) && !net.is_down(*n))
+        .collect();
+    if let Some(r) = candidates.iter().copied().find(|n| readers.contains(n)) {
+        tracing::warn!(
+            group, queue = %name, %vhost, down = ?gone, node = r,
+            "a member has been down for longer than the grace period: \
+             its reader on a live node becomes a voter"
+        );
+        if !writable(raft, lease).await {
+            return Err("this node's leader lease could not be renewed".into());
+        }
+        let addr = net.addr(r).map(|a| a.to_string()).unwrap_or_default();
+        raft.change_membership(
+            openraft::ChangeMembers::SetNodes(BTreeMap::from([(r, openraft::BasicNode { addr })])),
+            false,
+        )
+        .await
+        .map_err(|e| format!("unmarking reader {r}: {e}"))?;
+        raft.change_membership(
+            openraft::ChangeMembers::AddVoterIds(BTreeSet::from([r])),
+            false,
+        )
+        .await
+        .map_err(|e| format!("promoting reader {r}: {e}"))?;
+        return Ok(());
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let node = candidates[(group as usize) % candidates.len()];
+    tracing::warn!(
+        group, queue = %name, %vhost, down = ?gone, node,
+        "a member has been down for longer than the grace period: \
+         starting a new replica on a live node"
+    );
+    net.start_replica(node, group, vhost, name, ASK_WAIT, true)
+        .await
+        .map_err(|e| format!("starting a replica on node {node}: {e}"))?;
+    if !writable(raft, lease).await {
+        return Err("this node's leader lease could not be renewed".into());
+    }
+    let addr = net.addr(node).map(|a| a.to_string()).unwrap_or_default();
+    raft.add_learner(node, openraft::BasicNode { addr }, false)
+        .await
+        .map_err(|e| format!("adding node {node} as learner: {e}"))?;
+    Ok(())
+}
+
+/// `node`'s membership entry as a reader.
+fn reader_node(net: &Net, node: u64) -> openraft::BasicNode {
+    let addr = net.addr(node).map(|a| a.to_string()).unwrap_or_default();
+    openraft::BasicNode {
+        addr: format!("{}{addr}", super::READER_MARK),
     }
 }

@@ -37,7 +37,9 @@ pub use definitions::definitions_from_json;
 pub use error::MetaError;
 pub use queue::SERVER_NAMED_PREFIX;
 pub use state::MetaState;
-pub use types::{BindingDef, Destination, ExchangeDef, ExchangeKind, QueueDef};
+pub use types::{
+    BindingDef, DEFAULT_QUORUM_REPLICAS, Destination, ExchangeDef, ExchangeKind, QueueDef,
+};
 
 #[cfg(test)]
 mod tests;

@@ -70,6 +70,31 @@ pub struct QueueDef {
     pub arguments: Table,
 }
 
+/// Replicas of a quorum queue declared without `x-quorum-initial-group-size`
+/// (RabbitMQ's default).
+pub const DEFAULT_QUORUM_REPLICAS: u32 = 3;
+
+impl QueueDef {
+    /// How many nodes the queue's log is replicated on, as declared: a
+    /// classic queue has one; a quorum queue `x-quorum-initial-group-size`
+    /// (`None`: not given).
+    pub fn declared_replicas(&self) -> Option<u32> {
+        let arg = |k: &str| self.arguments.get(k);
+        if arg("x-queue-type").and_then(|v| v.as_str()) == Some("classic") {
+            return Some(1);
+        }
+        arg("x-quorum-initial-group-size")
+            .and_then(|v| v.as_i64())
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+    }
+
+    /// [`Self::declared_replicas`], or the default.
+    pub fn replicas(&self) -> u32 {
+        self.declared_replicas().unwrap_or(DEFAULT_QUORUM_REPLICAS)
+    }
+}
+
 /// What a binding points at.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Destination {
