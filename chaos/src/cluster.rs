@@ -85,6 +85,8 @@ pub struct Cluster {
     peers: String,
     /// Namespaces with a netem qdisc to remove on heal.
     slowed: Vec<u64>,
+    /// Environment given to every `warren serve` (the scenario's settings).
+    pub serve_env: Vec<(String, String)>,
 }
 
 /// Runs a command to completion; fails with its stderr.
@@ -255,6 +257,7 @@ impl Cluster {
             bin: bin.to_owned(),
             peers,
             slowed: Vec::new(),
+            serve_env: Vec::new(),
         })
     }
 
@@ -305,6 +308,7 @@ impl Cluster {
         let peers = self.peers.clone();
         let netns = self.netns;
         let faketime = self.faketime;
+        let serve_env = self.serve_env.clone();
         let node = self.node_mut(id)?;
         anyhow::ensure!(node.child.is_none(), "node {id} is running");
         node.runs += 1;
@@ -334,6 +338,7 @@ impl Cluster {
                 "WARREN_LOG",
                 std::env::var("WARREN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
+            .envs(serve_env)
             .stdin(Stdio::null());
         if faketime {
             let file = node.dir.join("faketime");

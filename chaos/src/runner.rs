@@ -116,6 +116,12 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         disk,
         faketime,
     )?;
+    let mut cluster = cluster;
+    if let Some(secs) = scenario.file.replace_replicas_after {
+        cluster
+            .serve_env
+            .push(("WARREN_REPLACE_REPLICAS_AFTER".into(), secs.to_string()));
+    }
     let mut run = Run {
         scenario,
         cluster,

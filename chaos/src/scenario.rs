@@ -61,6 +61,9 @@ pub struct ScenarioFile {
     /// (74: a failed store write stops the node by design).
     #[serde(default)]
     pub exits_allowed: Vec<i32>,
+    /// `warren serve --replace-replicas-after`: seconds a node may be down
+    /// before its queue replicas are replaced (default: the binary's).
+    pub replace_replicas_after: Option<u64>,
     pub steps: Vec<String>,
 }
 
