@@ -137,6 +137,7 @@ async fn try_start_limits(
         node_id: 1,
         peers: None,
         replace_replicas_after: 120,
+        rebalance_every: 15,
         advertise: None,
         definitions,
         memory_high_watermark,

@@ -102,6 +102,9 @@ struct Cluster {
     nodes: BTreeMap<u64, Node>,
     /// The nodes' `ClusterConfig::replace_after`.
     replace_after: Option<Duration>,
+    /// The nodes' `ClusterConfig::rebalance_every` (none unless a test
+    /// asks: the other tests check where leaders are).
+    rebalance_every: Option<Duration>,
 }
 
 impl Cluster {
@@ -111,6 +114,14 @@ impl Cluster {
 
     /// `n` nodes replacing the replicas of a node down for `replace_after`.
     async fn start_with(n: u64, replace_after: Option<Duration>) -> anyhow::Result<Self> {
+        Self::start_configured(n, replace_after, None).await
+    }
+
+    async fn start_configured(
+        n: u64,
+        replace_after: Option<Duration>,
+        rebalance_every: Option<Duration>,
+    ) -> anyhow::Result<Self> {
         // Logs for a failing run: RUST_LOG=warren_cluster=debug.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -128,6 +139,7 @@ impl Cluster {
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             replace_after,
+            rebalance_every,
         };
         for (id, listener) in listeners {
             let dir = tempfile::tempdir()?;
@@ -144,6 +156,7 @@ impl Cluster {
     async fn open(&self, id: u64, dir: &Path, listener: TcpListener) -> anyhow::Result<Node> {
         let mut config = ClusterConfig::new(id, listener, self.peers.clone());
         config.replace_after = self.replace_after;
+        config.rebalance_every = self.rebalance_every;
         Ok(Node::open_cluster(dir, config).await?)
     }
 
@@ -969,5 +982,51 @@ async fn a_replica_down_past_the_grace_period_is_replaced_on_a_live_node() -> an
     let total = count(&lq);
     let back = c.node(lost).queue(GROUP).context("the returned replica")?;
     eventually("the returned replica caught up", || count(&back) == total).await?;
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_leaders_spread_over_the_nodes() -> anyhow::Result<()> {
+    // Rebalancing every 5 s: the groups are made before its first round.
+    let rounds = Duration::from_secs(5);
+    let c = Cluster::start_configured(3, None, Some(rounds)).await?;
+    // Six groups made on node 1, which leads them all.
+    for i in 0..6u64 {
+        let name = format!("b{i}");
+        assert_eq!(
+            c.node(1).meta_apply(declare_queue(&name)).await?,
+            Ok(MetaReply::Created)
+        );
+        c.node(1)
+            .create_queue_on(GROUP + i, "/", &name, QueueConfig::default(), &[1, 2, 3])
+            .await?;
+    }
+    let leaders = |c: &Cluster| -> Vec<Option<u64>> {
+        (0..6)
+            .map(|i| c.node(1).queue(GROUP + i).and_then(|q| q.leader()))
+            .collect()
+    };
+    eprintln!("leaders before the first round: {:?}", leaders(&c));
+
+    // Node 1 hands leaderships over until every node leads two.
+    let mut last = Vec::new();
+    let spread = eventually_within(Duration::from_secs(60), "leaders spread", || {
+        last = leaders(&c);
+        let mut per_node = BTreeMap::new();
+        for l in &last {
+            let Some(l) = l else { return false };
+            *per_node.entry(*l).or_insert(0u32) += 1;
+        }
+        per_node.len() == 3 && per_node.values().all(|n| *n == 2)
+    })
+    .await;
+    spread.with_context(|| format!("leaders per group: {last:?}"))?;
+
+    // Every group still takes writes.
+    for i in 0..6 {
+        let leader = c.queue_leader(GROUP + i).await?;
+        let q = c.node(leader).queue(GROUP + i).context("replica")?;
+        enqueue_all(&q, &names("after", 0..5)).await?;
+    }
     c.shutdown().await
 }

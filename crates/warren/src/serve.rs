@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// gets a new replica on a live node (0: never).
     #[arg(long, env = "WARREN_REPLACE_REPLICAS_AFTER", default_value_t = 120)]
     pub replace_replicas_after: u64,
+    /// Seconds between two rounds in which a node hands some of its queue
+    /// leaderships to voters that lead fewer (0: never).
+    #[arg(long, env = "WARREN_REBALANCE_EVERY", default_value_t = 15)]
+    pub rebalance_every: u64,
     /// The cluster address peers should dial, when it differs from --cluster-listen.
     #[arg(long, env = "WARREN_ADVERTISE")]
     pub advertise: Option<String>,
@@ -227,6 +231,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             let mut cluster = warren_cluster::ClusterConfig::new(args.node_id, listener, peers);
             cluster.replace_after = (args.replace_replicas_after > 0)
                 .then(|| Duration::from_secs(args.replace_replicas_after));
+            cluster.rebalance_every =
+                (args.rebalance_every > 0).then(|| Duration::from_secs(args.rebalance_every));
             let node = warren_cluster::Node::open_cluster(&args.data_dir, cluster)
                 .await
                 .with_context(|| {

@@ -133,6 +133,15 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     /// Adds `node` to the group as a reader (a learner that never votes);
     /// only the leader can: otherwise the answer names the leader it knows.
     fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>>;
+    /// As the group's leader, hands the leadership to the voter `to`
+    /// (it stands once it holds this node's log; ignored by a follower).
+    fn transfer_to(&self, to: u64) -> BoxFuture<'static, ()>;
+    /// A leader of the group hands its leadership to a voter (see
+    /// `TransferLeaderRequest` in raft.proto).
+    fn transfer_leader(
+        &self,
+        req: rpc::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<rpc::TransferLeaderResponse, Status>>;
 }
 
 /// One group as the failure detector sees it on this node.

@@ -159,6 +159,15 @@ impl Raft for RaftService {
         g.add_reader(req.node).await.map(Response::new)
     }
 
+    async fn transfer_leader(
+        &self,
+        request: Request<rpc::TransferLeaderRequest>,
+    ) -> Result<Response<rpc::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        let g = self.group(req.group_id)?;
+        g.transfer_leader(req).await.map(Response::new)
+    }
+
     async fn ping(
         &self,
         _request: Request<rpc::PingRequest>,

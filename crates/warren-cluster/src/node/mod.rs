@@ -10,6 +10,7 @@
 //! leader (see `raft::group`). Queue groups with peers run no timers of
 //! their own: the node's failure detector (`detector`) elects for them.
 
+mod balance;
 mod bootstrap;
 mod detector;
 mod host;
@@ -77,6 +78,7 @@ struct Inner<S: LogStore> {
     bootstrap: Mutex<Option<JoinHandle<()>>>,
     bootstrap_state: Arc<Mutex<Bootstrap>>,
     detector: Mutex<Option<detector::DetectorTask>>,
+    balancer: Mutex<Option<balance::BalanceTask>>,
     /// Serialises the starts of queue replicas asked for by peers (an
     /// async lock: the start awaits the group's opening).
     starting: tokio::sync::Mutex<()>,
@@ -102,7 +104,13 @@ pub struct ClusterConfig {
     /// After how long judged down a node's queue replicas are replaced on
     /// live nodes (by each queue's leader); `None`: never.
     pub replace_after: Option<std::time::Duration>,
+    /// How often the node hands some of its queue leaderships to voters
+    /// that lead fewer (see `balance`); `None`: never.
+    pub rebalance_every: Option<std::time::Duration>,
 }
+
+/// The default of [`ClusterConfig::rebalance_every`].
+pub const DEFAULT_REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The default of [`ClusterConfig::replace_after`].
 pub const DEFAULT_REPLACE_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
@@ -116,6 +124,7 @@ impl ClusterConfig {
             peers,
             down_after: None,
             replace_after: Some(DEFAULT_REPLACE_AFTER),
+            rebalance_every: Some(DEFAULT_REBALANCE_EVERY),
         }
     }
 }
@@ -166,6 +175,7 @@ impl<S: LogStore> Inner<S> {
             bootstrap: Mutex::new(None),
             bootstrap_state: Arc::new(Mutex::new(Bootstrap::Pending)),
             detector: Mutex::new(None),
+            balancer: Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             broker: Arc::new(Mutex::new(None)),
@@ -282,6 +292,7 @@ impl<S: LogStore> Node<S> {
             peers,
             down_after,
             replace_after,
+            rebalance_every,
         } = config;
         if !peers.contains_key(&node_id) {
             return Err(ClusterError::Config(format!(
@@ -339,7 +350,10 @@ impl<S: LogStore> Node<S> {
             inner.broker.clone(),
             report,
         ));
-        *inner.detector.lock() = Some(detector::spawn(net));
+        *inner.detector.lock() = Some(detector::spawn(net.clone()));
+        if let Some(every) = rebalance_every {
+            *inner.balancer.lock() = Some(balance::spawn(net, every));
+        }
         if member {
             // A member coming back: nothing to decide.
             *inner.bootstrap_state.lock() = Bootstrap::Member;
@@ -703,6 +717,7 @@ impl<S: LogStore> Node<S> {
             b.abort();
         }
         drop(self.inner.detector.lock().take());
+        drop(self.inner.balancer.lock().take());
         let queues: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
         let mut result = Ok(());
         for q in queues {

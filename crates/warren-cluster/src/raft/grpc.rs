@@ -14,7 +14,8 @@ use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RaftNetworkV2};
 use warren_rpc::raft as rpc;
@@ -191,6 +192,30 @@ impl RaftNetworkV2<C> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
         self.vote_rpc(rpc, option, true).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        let mut req = tonic::Request::new(wire::transfer_leader_to_pb(self.group, &rpc));
+        req.set_timeout(option.hard_ttl());
+        let mut client = self.client().map_err(|e| self.rpc_error(&e))?;
+        let resp = client
+            .transfer_leader(req)
+            .await
+            .map_err(|s| self.rpc_error(&self.status(s)))?
+            .into_inner();
+        if resp.refused.is_empty() {
+            Ok(Ok(()))
+        } else {
+            // Its reason does not travel back typed: a failed send to
+            // openraft (the transfer is tried again by whoever asked).
+            Err(RPCError::Network(NetworkError::new(
+                &self.failed(resp.refused),
+            )))
+        }
     }
 
     async fn full_snapshot(

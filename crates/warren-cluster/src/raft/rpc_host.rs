@@ -185,6 +185,15 @@ where
         })
     }
 
+    fn transfer_to(&self, to: u64) -> BoxFuture<'static, ()> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().transfer_leader(to).await {
+                tracing::debug!(group, to, error = %e, "leadership not handed over");
+            }
+        })
+    }
+
     fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>> {
         let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
         let addr = self.net.addr(node);
@@ -231,6 +240,25 @@ where
                     ))),
                 },
             }
+        })
+    }
+
+    fn transfer_leader(
+        &self,
+        req: rpc::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<rpc::TransferLeaderResponse, Status>> {
+        let (raft, group) = (self.raft.clone(), self.group);
+        Box::pin(async move {
+            let req = wire::transfer_leader_from_pb(req).map_err(bad)?;
+            let refused = match raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(|e| stopped(group, e))?
+            {
+                Ok(()) => String::new(),
+                Err(e) => e.to_string(),
+            };
+            Ok(rpc::TransferLeaderResponse { refused })
         })
     }
 
