@@ -60,6 +60,21 @@
 //! directory) answers its group's RPCs with NOT_FOUND; the group's leader
 //! then demotes it to learner, starts an empty replica there, and promotes
 //! it once the member itself reports having applied the log (`raft::repair`).
+//! A node holding no replica of a queue it must serve consumers of joins
+//! its group as a *reader* (`node::reader`): a learner marked as such in
+//! the membership, never promoted by the repair, that applies the log and
+//! so makes the deliveries to its node's consumers. Publishes from such a
+//! node need no replica: the broker hands them to one ([`Node::locate_queue`],
+//! [`Node::publish_to`]).
+//!
+//! The leader of a queue group also replaces the replicas of members
+//! judged down for longer than [`ClusterConfig::replace_after`]: a live
+//! node that is not a voter joins (a reader is promoted at once, another
+//! node first catches up as a learner), then the down members stop voting
+//! and stay readers. Every [`ClusterConfig::rebalance_every`] each node
+//! hands some of its queue leaderships to live voters leading at least two
+//! fewer groups (`node::balance`, openraft's TransferLeader).
+//!
 //! A storage error is fatal to an openraft group, and the binary stops the
 //! node on a failed write rather than serve on with dead groups.
 
@@ -73,6 +88,9 @@ mod raft;
 
 pub use error::ClusterError;
 pub use net::{BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report};
-pub use node::{Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REPLACE_AFTER, FoundQueue, Node};
+pub use node::{
+    Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REBALANCE_EVERY, DEFAULT_REPLACE_AFTER,
+    FoundQueue, Node,
+};
 pub use queue_group::QueueGroup;
 pub use warren_storage::GroupId;
