@@ -87,6 +87,29 @@ pub struct Cluster {
     slowed: Vec<u64>,
     /// Environment given to every `warren serve` (the scenario's settings).
     pub serve_env: Vec<(String, String)>,
+    /// The stall shim (`stall.c`, built by [`build_stall_shim`]), preloaded
+    /// into every node when a scenario stalls disks.
+    pub stall_lib: Option<PathBuf>,
+}
+
+/// Builds the stall shim into `dir` with the system's C compiler.
+pub fn build_stall_shim(dir: &Path) -> anyhow::Result<PathBuf> {
+    let src = dir.join("stall.c");
+    std::fs::write(&src, include_str!("stall.c"))?;
+    let lib = dir.join("libwarren_stall.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .context("running cc")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(lib)
 }
 
 /// Runs a command to completion; fails with its stderr.
@@ -258,6 +281,7 @@ impl Cluster {
             peers,
             slowed: Vec::new(),
             serve_env: Vec::new(),
+            stall_lib: None,
         })
     }
 
@@ -309,6 +333,7 @@ impl Cluster {
         let netns = self.netns;
         let faketime = self.faketime;
         let serve_env = self.serve_env.clone();
+        let stall_lib = self.stall_lib.clone();
         let node = self.node_mut(id)?;
         anyhow::ensure!(node.child.is_none(), "node {id} is running");
         node.runs += 1;
@@ -340,11 +365,21 @@ impl Cluster {
             )
             .envs(serve_env)
             .stdin(Stdio::null());
+        let mut preload = Vec::new();
+        if let Some(lib) = &stall_lib {
+            preload.push(lib.display().to_string());
+            cmd.env("WARREN_STALL_FILE", node.dir.join("stall"));
+        }
+        if faketime {
+            preload.push(FAKETIME_LIB.to_owned());
+        }
+        if !preload.is_empty() {
+            cmd.env("LD_PRELOAD", preload.join(":"));
+        }
         if faketime {
             let file = node.dir.join("faketime");
             std::fs::write(&file, format!("{:+}\n", node.clock_offset))?;
-            cmd.env("LD_PRELOAD", FAKETIME_LIB)
-                .env("FAKETIME_TIMESTAMP_FILE", &file)
+            cmd.env("FAKETIME_TIMESTAMP_FILE", &file)
                 // Re-read the offset every second, so a jump takes effect.
                 .env("FAKETIME_CACHE_DURATION", "1");
         }
@@ -500,6 +535,21 @@ impl Cluster {
                 return Ok(());
             }
         }
+    }
+
+    /// Makes node `id`'s fsyncs block (`on`) or return again.
+    pub fn stall_disk(&mut self, id: u64, on: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.stall_lib.is_some(),
+            "stall steps need the stall shim preloaded"
+        );
+        let flag = self.node(id)?.dir.join("stall");
+        if on {
+            std::fs::write(&flag, b"")?;
+        } else if flag.exists() {
+            std::fs::remove_file(&flag)?;
+        }
+        Ok(())
     }
 
     pub fn free_disk(&mut self, id: u64) -> anyhow::Result<()> {

@@ -61,6 +61,7 @@ struct Run<'a> {
     /// The nodes the last targeted step acted on.
     last: Vec<u64>,
     filled: Vec<u64>,
+    stalled: Vec<u64>,
     faults: Vec<String>,
     fault_times: Vec<Instant>,
 }
@@ -92,6 +93,15 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         outcome.skipped = Some("needs libfaketime (Debian package libfaketime)".into());
         return Ok(outcome);
     }
+    if scenario.needs_stall()
+        && std::process::Command::new("cc")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        outcome.skipped = Some("needs a C compiler (cc) to build the stall shim".into());
+        return Ok(outcome);
+    }
     if scenario.needs_tmpfs() && !opts.netns {
         outcome.skipped = Some("needs root to mount a tmpfs".into());
         return Ok(outcome);
@@ -117,6 +127,9 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         faketime,
     )?;
     let mut cluster = cluster;
+    if scenario.needs_stall() {
+        cluster.stall_lib = Some(cluster::build_stall_shim(&dir)?);
+    }
     if let Some(secs) = scenario.file.replace_replicas_after {
         cluster
             .serve_env
@@ -128,6 +141,7 @@ pub async fn run(scenario: &Scenario, seed: u64, opts: &Options) -> anyhow::Resu
         rng: StdRng::seed_from_u64(seed),
         last: Vec::new(),
         filled: Vec::new(),
+        stalled: Vec::new(),
         faults: Vec::new(),
         fault_times: Vec::new(),
     };
@@ -273,6 +287,19 @@ impl Run<'_> {
                 for id in self.resolve(t, &[]).await? {
                     self.cluster.jump_clock(id, *secs)?;
                     self.mark(format!("clock n{id} {secs:+}s"));
+                }
+            }
+            Step::StallDisk(t) => {
+                for id in self.resolve(t, &[]).await? {
+                    self.cluster.stall_disk(id, true)?;
+                    self.stalled.push(id);
+                    self.mark(format!("stall disk n{id}"));
+                }
+            }
+            Step::UnstallDisk(t) => {
+                for id in self.resolve(t, &[]).await? {
+                    self.cluster.stall_disk(id, false)?;
+                    self.stalled.retain(|&s| s != id);
                 }
             }
             Step::FreeDisk(t) => {
@@ -435,6 +462,9 @@ impl Run<'_> {
         }
         for id in std::mem::take(&mut self.filled) {
             self.cluster.free_disk(id)?;
+        }
+        for id in std::mem::take(&mut self.stalled) {
+            self.cluster.stall_disk(id, false)?;
         }
         for id in self.cluster.ids_in(NodeState::Killed) {
             self.cluster.spawn(id)?;

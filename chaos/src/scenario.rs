@@ -21,6 +21,7 @@
 //! | `heal`                | undo every partition and slow link                     |
 //! | `slow T MS`           | delay T's packets by MS (tc netem, where the kernel has it) |
 //! | `fill-disk T` / `free-disk T` | fill T's data filesystem (a tmpfs) / free it   |
+//! | `stall-disk T` / `unstall-disk T` | T's fsyncs block until unstalled (a preloaded shim) |
 //! | `clock T +S`          | T's clocks (wall and monotonic) jump S seconds (libfaketime) |
 
 use std::path::Path;
@@ -132,6 +133,8 @@ pub enum Step {
     Slow(Vec<Target>, u64),
     FillDisk(Vec<Target>),
     FreeDisk(Vec<Target>),
+    StallDisk(Vec<Target>),
+    UnstallDisk(Vec<Target>),
     Clock(Vec<Target>, i64),
 }
 
@@ -147,6 +150,11 @@ impl Step {
 
     pub fn needs_faketime(&self) -> bool {
         matches!(self, Step::Clock(..))
+    }
+
+    /// Needs the stall shim preloaded into the nodes (a C compiler).
+    pub fn needs_stall(&self) -> bool {
+        matches!(self, Step::StallDisk(_) | Step::UnstallDisk(_))
     }
 }
 
@@ -183,6 +191,10 @@ impl Scenario {
 
     pub fn needs_tmpfs(&self) -> bool {
         self.steps.iter().any(Step::needs_tmpfs)
+    }
+
+    pub fn needs_stall(&self) -> bool {
+        self.steps.iter().any(Step::needs_stall)
     }
 
     pub fn needs_faketime(&self) -> bool {
@@ -230,6 +242,8 @@ pub fn parse_step(line: &str) -> anyhow::Result<Step> {
         }
         "fill-disk" => Step::FillDisk(targets(rest)?),
         "free-disk" => Step::FreeDisk(targets(rest)?),
+        "stall-disk" => Step::StallDisk(targets(rest)?),
+        "unstall-disk" => Step::UnstallDisk(targets(rest)?),
         other => bail!("unknown step {other:?}"),
     })
 }

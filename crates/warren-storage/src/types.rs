@@ -98,6 +98,10 @@ pub struct StoreStats {
     pub max_batch_requests: u64,
     /// Failed write batches (each failed every request it carried).
     pub failed_batches: u64,
+    /// How long the write batch under way has been running, in ms (0: the
+    /// writer is idle, or the store writes no disk). A disk whose fsyncs
+    /// stop returning shows here as a number that keeps growing.
+    pub write_stalled_ms: u64,
 }
 
 /// Why a storage call failed. A failed fsync is an error, never a success.

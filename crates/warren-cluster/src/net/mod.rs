@@ -191,6 +191,10 @@ pub(crate) struct Net {
     /// for one already gone must not read as "no such replica here" (see
     /// `raft::repair`), so every request is refused as unavailable.
     closing: AtomicBool,
+    /// The node's disk stalled (see `node::stall`): its pings go
+    /// unanswered, so that its peers judge it down and elect leaders
+    /// elsewhere while its own groups wait on the disk.
+    unhealthy: AtomicBool,
     /// After how long without an answer the failure detector judges a
     /// peer down (queue groups size their leader lease after it).
     down_after: Duration,
@@ -224,6 +228,7 @@ impl Net {
             groups: Mutex::new(BTreeMap::new()),
             isolated: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            unhealthy: AtomicBool::new(false),
             down_after,
             down: Mutex::new(BTreeSet::new()),
             down_since: Mutex::new(BTreeMap::new()),
@@ -288,6 +293,15 @@ impl Net {
     /// From now on the server refuses every request (the node stops).
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the node unhealthy (its pings are refused) or healthy again.
+    pub(crate) fn set_unhealthy(&self, on: bool) {
+        self.unhealthy.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unhealthy(&self) -> bool {
+        self.unhealthy.load(Ordering::Relaxed)
     }
 
     pub(crate) fn closing(&self) -> bool {

@@ -173,6 +173,12 @@ impl Raft for RaftService {
         _request: Request<rpc::PingRequest>,
     ) -> Result<Response<rpc::PingResponse>, Status> {
         self.open()?;
+        if self.net.unhealthy() {
+            return Err(Status::unavailable(format!(
+                "node {}: its disk stalled",
+                self.net.node_id()
+            )));
+        }
         Ok(Response::new(rpc::PingResponse {
             node_id: self.net.node_id(),
             incarnation: self.net.incarnation(),

@@ -48,6 +48,10 @@ pub(crate) fn spawn(net: Arc<Net>, every: Duration) -> BalanceTask {
 
 /// One round: picks the moves, then asks for them.
 async fn round(net: &Net) {
+    if net.unhealthy() {
+        // Its disk stalled: its views are stale and it should lead nothing.
+        return;
+    }
     let me = net.node_id();
     let groups = net.groups();
     let mut led: BTreeMap<u64, usize> = net

@@ -15,6 +15,7 @@ mod bootstrap;
 mod detector;
 mod host;
 mod reader;
+mod stall;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +80,7 @@ struct Inner<S: LogStore> {
     bootstrap_state: Arc<Mutex<Bootstrap>>,
     detector: Mutex<Option<detector::DetectorTask>>,
     balancer: Mutex<Option<balance::BalanceTask>>,
+    stall_watch: Mutex<Option<stall::StallTask>>,
     /// Serialises the starts of queue replicas asked for by peers (an
     /// async lock: the start awaits the group's opening).
     starting: tokio::sync::Mutex<()>,
@@ -176,6 +178,7 @@ impl<S: LogStore> Inner<S> {
             bootstrap_state: Arc::new(Mutex::new(Bootstrap::Pending)),
             detector: Mutex::new(None),
             balancer: Mutex::new(None),
+            stall_watch: Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             broker: Arc::new(Mutex::new(None)),
@@ -351,6 +354,7 @@ impl<S: LogStore> Node<S> {
             report,
         ));
         *inner.detector.lock() = Some(detector::spawn(net.clone()));
+        *inner.stall_watch.lock() = Some(stall::spawn(Arc::downgrade(&inner), net.clone()));
         if let Some(every) = rebalance_every {
             *inner.balancer.lock() = Some(balance::spawn(net, every));
         }
@@ -718,6 +722,7 @@ impl<S: LogStore> Node<S> {
         }
         drop(self.inner.detector.lock().take());
         drop(self.inner.balancer.lock().take());
+        drop(self.inner.stall_watch.lock().take());
         let queues: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
         let mut result = Ok(());
         for q in queues {

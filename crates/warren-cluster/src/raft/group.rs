@@ -468,6 +468,14 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         self.raft.initialize(members).await.map_err(raft_err)
     }
 
+    /// As the leader, hands the leadership to the voter `to` (it stands
+    /// once it holds this node's log); ignored on a follower.
+    pub(crate) async fn transfer_to(&self, to: u64) {
+        if let Err(e) = self.raft.trigger().transfer_leader(to).await {
+            tracing::debug!(group = self.group, to, error = %e, "leadership not handed over");
+        }
+    }
+
     /// Adds `node` as a learner (this node must lead); returns once the
     /// change is committed.
     pub(crate) async fn add_learner(&self, node: u64) -> Result<(), ClusterError> {

@@ -55,6 +55,10 @@ pub(super) struct Counters {
     bytes: AtomicU64,
     max_batch: AtomicU64,
     failed: AtomicU64,
+    /// When the batch being written began, in ms since `epoch`, plus one
+    /// (0: no batch under way).
+    writing_since: AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
     /// Test hook: when set, every batch fails as a failed fsync would.
     pub fail_writes: AtomicBool,
 }
@@ -69,7 +73,16 @@ impl Counters {
             bytes_written: self.bytes.load(Ordering::Relaxed),
             max_batch_requests: self.max_batch.load(Ordering::Relaxed),
             failed_batches: self.failed.load(Ordering::Relaxed),
+            write_stalled_ms: match self.writing_since.load(Ordering::Relaxed) {
+                0 => 0,
+                since => self.now_ms().saturating_sub(since - 1),
+            },
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        let epoch = self.epoch.get_or_init(std::time::Instant::now);
+        epoch.elapsed().as_millis() as u64
     }
 }
 
@@ -114,8 +127,10 @@ impl Writer {
     }
 
     fn commit(&self, reqs: Vec<Request>, opts: &WriteOptions) {
-        let result = self.write(&reqs, opts);
         let c = &self.counters;
+        c.writing_since.store(c.now_ms() + 1, Ordering::Relaxed);
+        let result = self.write(&reqs, opts);
+        c.writing_since.store(0, Ordering::Relaxed);
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.max_batch.fetch_max(reqs.len() as u64, Ordering::Relaxed);
         match &result {
