@@ -164,6 +164,23 @@ impl WarrenProcess {
         Ok(status)
     }
 
+    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) the running broker: a
+    /// gray failure, alive but silent.
+    pub fn pause(&self, on: bool) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .context("warren is not running")?;
+        let signal = if on { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
+        Ok(())
+    }
+
     /// Starts the broker again on the same data directory (and a new
     /// ephemeral port); kills the current run first if there is one.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

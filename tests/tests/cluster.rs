@@ -893,3 +893,69 @@ async fn five_nodes_lose_no_confirmed_message_of_a_queue_used_from_non_replicas(
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_of_a_node_judged_down_while_alive_are_cancelled() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "consumers_of_a_node_judged_down_while_alive_are_cancelled";
+    let Some(cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        declare_durable(&ch1, "paused", FieldTable::default()).await?;
+        let c3 = cluster.node(3).connect().await?;
+        wait_for_queue(&c3, "paused").await?;
+        let ch3 = c3.create_channel().await?;
+        let mut consumer = consume(&ch3, "paused", BasicConsumeOptions::default()).await?;
+        wait_until(
+            Duration::from_secs(20),
+            "the consumer counted on node 1",
+            || async {
+                let (_, consumers) = queue_counts(&ch1, "paused").await.ok()?;
+                (consumers == 1).then_some(())
+            },
+        )
+        .await?;
+
+        // Node 3 pauses long enough to be judged down: the queue drops its
+        // consumer. Once resumed, node 3 tells the client (basic.cancel)
+        // rather than leave it waiting for nothing.
+        cluster.node(3).pause(true)?;
+        wait_until(Duration::from_secs(20), "the consumer dropped", || async {
+            let (_, consumers) = queue_counts(&ch1, "paused").await.ok()?;
+            (consumers == 0).then_some(())
+        })
+        .await?;
+        cluster.node(3).pause(false)?;
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(d) = consumer.next().await {
+                d?;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        anyhow::ensure!(
+            matches!(ended, Ok(Ok(()))),
+            "the consumer was not cancelled: {ended:?}"
+        );
+        // The channel stays open: consuming again works.
+        let mut again = consume(&ch3, "paused", BasicConsumeOptions::default()).await?;
+        ch1.basic_publish(
+            "".into(),
+            "paused".into(),
+            BasicPublishOptions::default(),
+            b"after",
+            persistent(),
+        )
+        .await?;
+        let d = tokio::time::timeout(Duration::from_secs(20), again.next())
+            .await
+            .context("waiting for a delivery after consuming again")?
+            .context("consumer ended")??;
+        anyhow::ensure!(d.data == b"after", "another message");
+        Ok(())
+    })
+    .await
+}

@@ -254,6 +254,11 @@ fn cancelled(cmd: Command<Arc<Message>>) -> Then {
 /// are the leader's node's work).
 const FOLLOWER_WAKE: Duration = Duration::from_secs(1);
 
+/// A consumer of this node missing from the replicated queue this long is
+/// cancelled (see `Actor::cancel_lost_consumers`).
+const LOST_AFTER: Duration = Duration::from_secs(5);
+const LOST_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Starts a queue actor and returns its handle.
 pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     let (tx, rx) = mpsc::channel(spec.mailbox.max(1));
@@ -282,6 +287,8 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         credit: BTreeMap::new(),
         credit_order: VecDeque::new(),
         had_consumer: false,
+        missing: BTreeMap::new(),
+        last_lost_check: Instant::now(),
         resubmit: Vec::new(),
         last_used: Instant::now(),
         me: handle.clone(),
@@ -362,6 +369,10 @@ struct Actor {
     credit: BTreeMap<ConsumerKey, CreditConsumer>,
     credit_order: VecDeque<ConsumerKey>,
     had_consumer: bool,
+    /// This node's consumers the replicated queue no longer has, since
+    /// when (see [`Actor::cancel_lost_consumers`]).
+    missing: BTreeMap<ConsumerKey, Instant>,
+    last_lost_check: Instant,
     /// Settlements to submit again (see `Then::Again`).
     resubmit: Vec<(Command<Arc<Message>>, Then)>,
     /// Last consume/get/declare/cancel, for `x-expires`.
@@ -450,6 +461,7 @@ impl Actor {
                     return;
                 }
             }
+            self.cancel_lost_consumers();
             self.grant_credit().await;
         }
     }
@@ -1006,6 +1018,57 @@ impl Actor {
         self.forget().await;
         let _ = reply.send(Ok(count));
         Flow::Stop
+    }
+
+    /// In a cluster: cancels (basic.cancel to the client) this node's
+    /// consumers that the replicated queue no longer has. Its peers judged
+    /// this node down while it was alive (a partition, a stalled disk), and
+    /// an owner-down removed its consumers and returned their messages;
+    /// such a consumer would otherwise wait for deliveries that never come.
+    /// A consumer is cancelled once missing from the applied state for
+    /// [`LOST_AFTER`] (a subscription not yet applied here is missing for a
+    /// moment). Checked at most once a second.
+    fn cancel_lost_consumers(&mut self) {
+        let Driver::Log { log, .. } = &self.driver else {
+            return;
+        };
+        if !log.clustered() || self.last_lost_check.elapsed() < LOST_CHECK_EVERY {
+            return;
+        }
+        self.last_lost_check = Instant::now();
+        if self.no_ack.is_empty() {
+            self.missing.clear();
+            return;
+        }
+        let mut present = std::collections::BTreeSet::new();
+        log.with_state(&mut |s| present = s.consumers().cloned().collect());
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        for key in self.no_ack.keys() {
+            if present.contains(key) {
+                continue;
+            }
+            let since = *self.missing.entry(key.clone()).or_insert(now);
+            if now.duration_since(since) >= LOST_AFTER {
+                lost.push(key.clone());
+            }
+        }
+        self.missing.retain(|k, _| !present.contains(k));
+        for key in lost {
+            tracing::warn!(
+                queue = %self.spec.name, consumer = %key.tag,
+                "the queue no longer has this consumer (this node was judged down): cancelling it"
+            );
+            self.missing.remove(&key);
+            self.no_ack.remove(&key);
+            self.drop_credit(|k| *k == key);
+            if let Some(link) = self.owners.get(&key.owner) {
+                let _ = link.tx.send(ConnEvent::Cancelled {
+                    channel: link.channel,
+                    consumer_tag: key.tag.clone(),
+                });
+            }
+        }
     }
 
     /// Tells every consumer's channel that the server cancelled it.
