@@ -499,6 +499,55 @@ impl Cluster {
         Ok(())
     }
 
+    /// Makes node `id`'s link lossy and narrow: it drops `pct`% of the
+    /// packets it receives (iptables' statistic match, no netem needed)
+    /// and sends at most `kbit` kbit/s (a tbf qdisc: what does not fit
+    /// waits in its queue, up to 300 ms, so the link is slow too).
+    pub fn lossy(&mut self, id: u64, pct: u32, kbit: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.netns,
+            "lossy links need network namespaces (run as root)"
+        );
+        let p = format!("{:.3}", f64::from(pct.min(100)) / 100.0);
+        in_ns(
+            id,
+            &[
+                "iptables",
+                "-A",
+                "INPUT",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+                "-j",
+                "DROP",
+            ],
+        )?;
+        let dev = format!("{NS_PREFIX}p{id}");
+        in_ns(
+            id,
+            &[
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                &dev,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "32kbit",
+                "latency",
+                "300ms",
+            ],
+        )?;
+        self.slowed.push(id);
+        Ok(())
+    }
+
     /// Undoes every partition and slow link.
     pub fn heal(&mut self) -> anyhow::Result<()> {
         if !self.netns {

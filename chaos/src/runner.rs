@@ -276,6 +276,12 @@ impl Run<'_> {
                     self.mark(format!("slow n{id} {ms}ms"));
                 }
             }
+            Step::Lossy(t, pct, kbit) => {
+                for id in self.resolve(t, &[]).await? {
+                    self.cluster.lossy(id, *pct, *kbit)?;
+                    self.mark(format!("lossy n{id} {pct}% {kbit}kbit"));
+                }
+            }
             Step::FillDisk(t) => {
                 for id in self.resolve(t, &[]).await? {
                     self.cluster.fill_disk(id)?;
@@ -429,11 +435,11 @@ impl Run<'_> {
                         if status["metadata"]["leader"].as_u64().is_none() {
                             missing.push(format!("n{id}: no metadata leader"));
                         }
-                        for q in 0..self.scenario.file.queues {
+                        for (q, holders) in replicas.iter().enumerate() {
                             match queue_entry(&status, q) {
                                 Some(e) if e["leader"].as_u64().is_some() => {}
                                 Some(_) => missing.push(format!("n{id}: q{q} has no leader")),
-                                None if replicas[q].contains(&id) => {
+                                None if holders.contains(&id) => {
                                     missing.push(format!("n{id}: no replica of q{q}"))
                                 }
                                 None => {}

@@ -21,6 +21,7 @@
 //! | `heal`                | undo every partition and slow link                     |
 //! | `slow T MS`           | delay T's packets by MS (tc netem, where the kernel has it) |
 //! | `fill-disk T` / `free-disk T` | fill T's data filesystem (a tmpfs) / free it   |
+//! | `lossy T PCT KBIT`    | T drops PCT% of the packets it receives, sends at most KBIT kbit/s (iptables statistic, tc tbf) |
 //! | `stall-disk T` / `unstall-disk T` | T's fsyncs block until unstalled (a preloaded shim) |
 //! | `clock T +S`          | T's clocks (wall and monotonic) jump S seconds (libfaketime) |
 
@@ -122,7 +123,10 @@ pub enum Target {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    Wait { min: f64, max: f64 },
+    Wait {
+        min: f64,
+        max: f64,
+    },
     Kill(Vec<Target>),
     Restart(Vec<Target>),
     Stop(Vec<Target>),
@@ -131,6 +135,8 @@ pub enum Step {
     Partition(Vec<Target>, Vec<Target>),
     Heal,
     Slow(Vec<Target>, u64),
+    /// Loss percent, throttle kbit/s.
+    Lossy(Vec<Target>, u32, u64),
     FillDisk(Vec<Target>),
     FreeDisk(Vec<Target>),
     StallDisk(Vec<Target>),
@@ -141,7 +147,10 @@ pub enum Step {
 impl Step {
     /// Needs network namespaces (root).
     pub fn needs_netns(&self) -> bool {
-        matches!(self, Step::Partition(..) | Step::Slow(..) | Step::Heal)
+        matches!(
+            self,
+            Step::Partition(..) | Step::Slow(..) | Step::Lossy(..) | Step::Heal
+        )
     }
 
     pub fn needs_tmpfs(&self) -> bool {
@@ -235,6 +244,13 @@ pub fn parse_step(line: &str) -> anyhow::Result<Step> {
         "slow" => {
             let (t, ms) = rest.rsplit_once(' ').context("slow T MS")?;
             Step::Slow(targets(t)?, ms.trim().parse()?)
+        }
+        "lossy" => {
+            let mut words = rest.rsplitn(3, ' ');
+            let kbit = words.next().context("lossy T PCT KBIT")?.trim().parse()?;
+            let pct = words.next().context("lossy T PCT KBIT")?.trim().parse()?;
+            let t = words.next().context("lossy T PCT KBIT")?;
+            Step::Lossy(targets(t)?, pct, kbit)
         }
         "clock" => {
             let (t, secs) = rest.rsplit_once(' ').context("clock T +S")?;

@@ -136,6 +136,28 @@ pub(crate) fn snapshot_response_from_pb(
     )?)?))
 }
 
+pub(crate) fn transfer_leader_to_pb(
+    group: GroupId,
+    r: &TransferLeaderRequest<C>,
+) -> rpc::TransferLeaderRequest {
+    rpc::TransferLeaderRequest {
+        group_id: group,
+        from_leader: Some(vote_to_pb(r.from_leader())),
+        to_node_id: *r.to_node_id(),
+        last_log_id: r.last_log_id().map(log_id_to_pb),
+    }
+}
+
+pub(crate) fn transfer_leader_from_pb(
+    p: rpc::TransferLeaderRequest,
+) -> Result<TransferLeaderRequest<C>, DecodeError> {
+    Ok(TransferLeaderRequest::new(
+        vote_from_pb(required(p.from_leader, "transfer_leader.from_leader")?)?,
+        p.to_node_id,
+        p.last_log_id.map(log_id_from_pb).transpose()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::impls::leader_id_adv::LeaderId;
@@ -215,26 +237,4 @@ mod tests {
         assert_eq!(back.last_log_id, None);
         assert!(back.vote_granted);
     }
-}
-
-pub(crate) fn transfer_leader_to_pb(
-    group: GroupId,
-    r: &TransferLeaderRequest<C>,
-) -> rpc::TransferLeaderRequest {
-    rpc::TransferLeaderRequest {
-        group_id: group,
-        from_leader: Some(vote_to_pb(r.from_leader())),
-        to_node_id: *r.to_node_id(),
-        last_log_id: r.last_log_id().map(log_id_to_pb),
-    }
-}
-
-pub(crate) fn transfer_leader_from_pb(
-    p: rpc::TransferLeaderRequest,
-) -> Result<TransferLeaderRequest<C>, DecodeError> {
-    Ok(TransferLeaderRequest::new(
-        vote_from_pb(required(p.from_leader, "transfer_leader.from_leader")?)?,
-        p.to_node_id,
-        p.last_log_id.map(log_id_from_pb).transpose()?,
-    ))
 }
