@@ -142,6 +142,23 @@ async fn clients_on_any_node_share_a_durable_queue() -> anyhow::Result<()> {
             );
         }
 
+        // An operator moves its leadership to node 2, asking node 3 (the
+        // request goes on to the leader, node 1); a replica it does not
+        // have is refused.
+        let moved = cluster
+            .ctl(3, &["queue", "move-leader", "shared", "--to", "2"])
+            .await?;
+        anyhow::ensure!(moved.contains("leader 2"), "move-leader said: {moved}");
+        let line = queue_line(&cluster, 1, "shared").await?;
+        anyhow::ensure!(line.contains("leader 2 "), "after the move: {line}");
+        anyhow::ensure!(
+            cluster
+                .ctl(3, &["queue", "move-leader", "shared", "--to", "9"])
+                .await
+                .is_err(),
+            "moving to a node without a replica succeeded"
+        );
+
         // A consumer on node 3, a publisher on node 2 (through the fanout
         // bound on node 1).
         let ch3 = c3.create_channel().await?;

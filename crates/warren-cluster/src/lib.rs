@@ -87,7 +87,9 @@ mod queue_group;
 mod raft;
 
 pub use error::ClusterError;
-pub use net::{BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report};
+pub use net::{
+    BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report, move_queue_leader,
+};
 pub use node::{
     Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REBALANCE_EVERY, DEFAULT_REPLACE_AFTER,
     FoundQueue, Node,

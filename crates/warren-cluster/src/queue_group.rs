@@ -213,6 +213,11 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.handle.has_member(node)
     }
 
+    /// As the leader, hands the leadership to the voter `to`.
+    pub(crate) async fn transfer_to(&self, to: u64) {
+        self.inner.handle.transfer_to(to).await;
+    }
+
     pub(crate) async fn wait_member(
         &self,
         timeout: std::time::Duration,

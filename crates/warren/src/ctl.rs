@@ -24,6 +24,25 @@ pub enum CtlCommand {
     /// About the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// About one queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Makes a node holding a replica of the queue its leader (the nodes
+    /// also rebalance leaders on their own, see `warren serve
+    /// --rebalance-every`).
+    MoveLeader {
+        /// The queue's name.
+        name: String,
+        /// The node to lead it (one of its replicas).
+        #[arg(long)]
+        to: u64,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -49,6 +68,19 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             } else {
                 print!("{}", report_text(&report));
             }
+            Ok(())
+        }
+        CtlCommand::Queue(QueueCommand::MoveLeader { name, to, vhost }) => {
+            // The move itself may take up to 10 s.
+            let wait = timeout.max(Duration::from_secs(15));
+            let leader = warren_cluster::move_queue_leader(&args.node, &vhost, &name, to, wait)
+                .await
+                .map_err(|e| anyhow::anyhow!("moving the leader of queue '{name}': {e}"))?;
+            println!("queue {name} vhost {vhost} leader {leader}");
+            anyhow::ensure!(
+                leader == to,
+                "queue '{name}' is led by node {leader}, not {to}"
+            );
             Ok(())
         }
     }

@@ -231,8 +231,13 @@ impl From<rpc::StatusResponse> for ClusterReport {
 pub(crate) type ReportFn =
     Arc<dyn Fn() -> BoxFuture<'static, Result<ClusterReport, Status>> + Send + Sync>;
 
+/// Moves a queue's leadership: (vhost, name, to, forwarded) → the leader.
+pub(crate) type MoveFn =
+    Arc<dyn Fn(String, String, u64, bool) -> BoxFuture<'static, Result<u64, Status>> + Send + Sync>;
+
 struct AdminService {
     report: ReportFn,
+    mover: MoveFn,
 }
 
 #[tonic::async_trait]
@@ -243,11 +248,76 @@ impl Admin for AdminService {
     ) -> Result<Response<rpc::StatusResponse>, Status> {
         Ok(Response::new((self.report)().await?.into()))
     }
+
+    async fn move_leader(
+        &self,
+        req: Request<rpc::MoveLeaderRequest>,
+    ) -> Result<Response<rpc::MoveLeaderResponse>, Status> {
+        let r = req.into_inner();
+        let leader = (self.mover)(r.vhost, r.name, r.to, r.forwarded).await?;
+        Ok(Response::new(rpc::MoveLeaderResponse { leader }))
+    }
 }
 
-/// The admin service over `report`, for the node's gRPC server.
-pub(crate) fn admin_service(report: ReportFn) -> AdminServer<impl Admin> {
-    AdminServer::new(AdminService { report })
+/// The admin service over `report` and `mover`, for the node's gRPC server.
+pub(crate) fn admin_service(report: ReportFn, mover: MoveFn) -> AdminServer<impl Admin> {
+    AdminServer::new(AdminService { report, mover })
+}
+
+impl Net {
+    /// Asks `node` (a queue's leader) to hand the leadership of
+    /// `vhost`/`name` to `to`; answers the leader after.
+    pub(crate) async fn move_leader(
+        &self,
+        node: u64,
+        vhost: &str,
+        name: &str,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<u64, NetError> {
+        let mut client = AdminClient::new(self.channel(node)?);
+        let mut req = Request::new(rpc::MoveLeaderRequest {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+            to,
+            forwarded: true,
+        });
+        req.set_timeout(timeout);
+        client
+            .move_leader(req)
+            .await
+            .map(|r| r.into_inner().leader)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+}
+
+/// Asks the node whose cluster gRPC address is `addr` to make node `to`
+/// lead the queue `vhost`/`name`; answers the queue's leader after.
+pub async fn move_queue_leader(
+    addr: &str,
+    vhost: &str,
+    name: &str,
+    to: u64,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr}: bad address: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    AdminClient::new(channel)
+        .move_leader(rpc::MoveLeaderRequest {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+            to,
+            forwarded: false,
+        })
+        .await
+        .map(|r| r.into_inner().leader)
+        .map_err(|s| format!("{addr}: {}", s.message()))
 }
 
 /// Asks the node whose cluster gRPC address is `addr` for its report.

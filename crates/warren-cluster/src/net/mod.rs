@@ -39,8 +39,10 @@ use warren_rpc::raft as rpc;
 use warren_rpc::raft::raft_client::RaftClient;
 use warren_storage::GroupId;
 
-pub use broker::{BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report};
-pub(crate) use broker::{BrokerSlot, ReportFn};
+pub use broker::{
+    BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report, move_queue_leader,
+};
+pub(crate) use broker::{BrokerSlot, MoveFn, ReportFn};
 pub(crate) use server::{ServerTask, serve};
 
 /// Largest gRPC message either side accepts: an append carries up to

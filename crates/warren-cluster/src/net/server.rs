@@ -199,10 +199,11 @@ pub(crate) fn serve(
     host: Arc<dyn Host>,
     broker: super::BrokerSlot,
     report: super::ReportFn,
+    mover: super::MoveFn,
 ) -> ServerTask {
     let node = net.node_id();
     let broker = super::broker::service(node, broker);
-    let admin = super::broker::admin_service(report);
+    let admin = super::broker::admin_service(report, mover);
     let service = RaftServer::new(RaftService { net, host })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

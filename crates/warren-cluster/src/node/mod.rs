@@ -346,12 +346,28 @@ impl<S: LogStore> Node<S> {
                 }
             })
         });
+        let weak = Arc::downgrade(&inner);
+        let mover: crate::net::MoveFn = Arc::new(move |vhost, name, to, forwarded| {
+            let node = weak.upgrade().map(|inner| Node { inner });
+            Box::pin(async move {
+                let Some(node) = node else {
+                    return Err(tonic::Status::unavailable("node stopping"));
+                };
+                node.move_leader(&vhost, &name, to, forwarded)
+                    .await
+                    .map_err(|e| match e {
+                        ClusterError::Config(m) => tonic::Status::failed_precondition(m),
+                        e => tonic::Status::unavailable(e.to_string()),
+                    })
+            })
+        });
         *inner.server.lock() = Some(crate::net::serve(
             listener,
             net.clone(),
             host,
             inner.broker.clone(),
             report,
+            mover,
         ));
         *inner.detector.lock() = Some(detector::spawn(net.clone()));
         *inner.stall_watch.lock() = Some(stall::spawn(Arc::downgrade(&inner), net.clone()));

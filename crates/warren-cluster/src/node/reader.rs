@@ -26,6 +26,8 @@ const ASK: Duration = Duration::from_secs(2);
 /// How long joining a group as a reader may take in all.
 const ATTACH_WAIT: Duration = Duration::from_secs(15);
 const RETRY: Duration = Duration::from_millis(100);
+/// How long moving a queue's leadership may take.
+const MOVE_WAIT: Duration = Duration::from_secs(10);
 
 /// A queue group as another node reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +165,65 @@ impl<S: LogStore> Node<S> {
         q.wait_member(left.max(ASK)).await?;
         tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
         Ok(())
+    }
+
+    /// Makes node `to`, a voter of the queue's group, lead `vhost`/`name`
+    /// (openraft's TransferLeader, asked of the leader: this node if it
+    /// leads, otherwise the leader is asked once, `forwarded`). Returns the
+    /// leader once it is `to`, or the leader seen when giving up.
+    pub async fn move_leader(
+        &self,
+        vhost: &str,
+        name: &str,
+        to: u64,
+        forwarded: bool,
+    ) -> Result<u64, ClusterError> {
+        let net = self.net()?.clone();
+        let me = self.inner.node_id;
+        let local = self.local_queue(vhost, name);
+        let (group, leader, voters) = match &local {
+            Some(q) => (q.group(), q.leader(), q.members()),
+            None => {
+                let f = self.find_queue(vhost, name).await?.ok_or_else(|| {
+                    ClusterError::Config(format!("no queue '{name}' in vhost '{vhost}'"))
+                })?;
+                (f.group, f.leader, f.voters)
+            }
+        };
+        if !voters.contains(&to) {
+            return Err(ClusterError::Config(format!(
+                "node {to} holds no replica of queue '{name}' in vhost '{vhost}' \
+                 (its replicas: {voters:?})"
+            )));
+        }
+        if leader == Some(to) {
+            return Ok(to);
+        }
+        let leader = leader.ok_or(ClusterError::NotLeader {
+            group,
+            leader: None,
+        })?;
+        match local.filter(|q| q.is_leader()) {
+            Some(q) => {
+                q.transfer_to(to).await;
+                let deadline = tokio::time::Instant::now() + MOVE_WAIT;
+                while q.leader() != Some(to) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(RETRY).await;
+                }
+                q.leader().ok_or(ClusterError::NotLeader {
+                    group,
+                    leader: None,
+                })
+            }
+            None if forwarded || leader == me => Err(ClusterError::NotLeader {
+                group,
+                leader: Some(leader),
+            }),
+            None => net
+                .move_leader(leader, vhost, name, to, MOVE_WAIT + ASK)
+                .await
+                .map_err(|e| ClusterError::Transport(e.to_string())),
+        }
     }
 
     fn net(&self) -> Result<&std::sync::Arc<crate::net::Net>, ClusterError> {
