@@ -232,8 +232,13 @@ pub struct QueueSpawn {
 /// publishers.
 const MAX_IN_FLIGHT: usize = 8192;
 
-/// How many times a settlement the log could not commit is submitted again.
-const SETTLE_RETRIES: u32 = 5;
+/// How many times a settlement, cancel or owner-down the log could not
+/// commit is submitted again, [`RESUBMIT_AFTER`] apart: long enough to
+/// outlast the elections of a flapping link (found by chaos `lossy-link`:
+/// five retries in a row, a millisecond apart, all failed while the queue
+/// had no leader, and a gone consumer kept 25 messages checked out).
+const SETTLE_RETRIES: u32 = 120;
+const RESUBMIT_AFTER: Duration = Duration::from_millis(500);
 
 fn again(cmd: Command<Arc<Message>>) -> Then {
     Then::Again {
@@ -373,8 +378,8 @@ struct Actor {
     /// when (see [`Actor::cancel_lost_consumers`]).
     missing: BTreeMap<ConsumerKey, Instant>,
     last_lost_check: Instant,
-    /// Settlements to submit again (see `Then::Again`).
-    resubmit: Vec<(Command<Arc<Message>>, Then)>,
+    /// Settlements to submit again, and when (see `Then::Again`).
+    resubmit: Vec<(Instant, Command<Arc<Message>>, Then)>,
     /// Last consume/get/declare/cancel, for `x-expires`.
     last_used: Instant,
     me: QueueHandle,
@@ -456,7 +461,12 @@ impl Actor {
             if flow == Flow::Stop {
                 return;
             }
-            for (cmd, then) in std::mem::take(&mut self.resubmit) {
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resubmit)
+                .into_iter()
+                .partition(|(at, _, _)| *at <= now);
+            self.resubmit = later;
+            for (_, cmd, then) in due {
                 if self.apply(cmd, then).await == Flow::Stop {
                     return;
                 }
@@ -496,6 +506,16 @@ impl Actor {
     /// When the actor must wake up by itself: the next message expiry, or
     /// the queue's own expiry (`x-expires`) while it has no consumers.
     fn next_wake(&self) -> Option<Instant> {
+        let resubmit = self.resubmit.iter().map(|(at, _, _)| *at).min();
+        let timers = self.next_timer();
+        match (resubmit, timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The queue's own timers (see [`Self::next_wake`]).
+    fn next_timer(&self) -> Option<Instant> {
         if let Driver::Log { log, .. } = &self.driver
             && !log.leads()
         {
@@ -676,7 +696,8 @@ impl Actor {
                     cmd: cmd.clone(),
                     left: left - 1,
                 };
-                self.resubmit.push((cmd, then));
+                self.resubmit
+                    .push((Instant::now() + RESUBMIT_AFTER, cmd, then));
             }
             Then::Cancelled { cmd, left } if left > 0 => {
                 tracing::info!(queue = %self.spec.name, "submitting a cancel again");
@@ -684,7 +705,8 @@ impl Actor {
                     cmd: cmd.clone(),
                     left: left - 1,
                 };
-                self.resubmit.push((cmd, then));
+                self.resubmit
+                    .push((Instant::now() + RESUBMIT_AFTER, cmd, then));
             }
             Then::Nothing
             | Then::Again { .. }
