@@ -167,6 +167,15 @@ pub fn netns_available() -> bool {
 }
 
 /// Whether the kernel can delay packets (tc netem; needs `sch_netem`).
+/// Sets the root qdisc of node `id`'s link (`tc qdisc replace … root`
+/// followed by `qdisc`); `heal` removes it.
+fn set_qdisc(id: u64, qdisc: &[&str]) -> anyhow::Result<()> {
+    let dev = format!("{NS_PREFIX}p{id}");
+    let mut args = vec!["tc", "qdisc", "replace", "dev", &dev, "root"];
+    args.extend_from_slice(qdisc);
+    in_ns(id, &args)
+}
+
 pub fn netem_available() -> bool {
     let probe = format!("{NS_PREFIX}probe");
     if sh("ip", &["netns", "add", &probe]).is_err() {
@@ -480,21 +489,7 @@ impl Cluster {
             self.netns,
             "slow links need network namespaces (run as root)"
         );
-        let dev = format!("{NS_PREFIX}p{id}");
-        in_ns(
-            id,
-            &[
-                "tc",
-                "qdisc",
-                "replace",
-                "dev",
-                &dev,
-                "root",
-                "netem",
-                "delay",
-                &format!("{ms}ms"),
-            ],
-        )?;
+        set_qdisc(id, &["netem", "delay", &format!("{ms}ms")])?;
         self.slowed.push(id);
         Ok(())
     }
@@ -525,24 +520,10 @@ impl Cluster {
                 "DROP",
             ],
         )?;
-        let dev = format!("{NS_PREFIX}p{id}");
-        in_ns(
+        let rate = format!("{kbit}kbit");
+        set_qdisc(
             id,
-            &[
-                "tc",
-                "qdisc",
-                "replace",
-                "dev",
-                &dev,
-                "root",
-                "tbf",
-                "rate",
-                &format!("{kbit}kbit"),
-                "burst",
-                "32kbit",
-                "latency",
-                "300ms",
-            ],
+            &["tbf", "rate", &rate, "burst", "32kbit", "latency", "300ms"],
         )?;
         self.slowed.push(id);
         Ok(())

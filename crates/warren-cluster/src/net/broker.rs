@@ -291,6 +291,22 @@ impl Net {
     }
 }
 
+/// The admin service of the node whose cluster gRPC address is `addr`.
+async fn admin_client(
+    addr: &str,
+    timeout: Duration,
+) -> Result<AdminClient<tonic::transport::Channel>, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr}: bad address: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    Ok(AdminClient::new(channel))
+}
+
 /// Asks the node whose cluster gRPC address is `addr` to make node `to`
 /// lead the queue `vhost`/`name`; answers the queue's leader after.
 pub async fn move_queue_leader(
@@ -300,15 +316,8 @@ pub async fn move_queue_leader(
     to: u64,
     timeout: Duration,
 ) -> Result<u64, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("{addr}: bad address: {e}"))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
-    AdminClient::new(channel)
+    admin_client(addr, timeout)
+        .await?
         .move_leader(rpc::MoveLeaderRequest {
             vhost: vhost.to_owned(),
             name: name.to_owned(),
@@ -322,16 +331,8 @@ pub async fn move_queue_leader(
 
 /// Asks the node whose cluster gRPC address is `addr` for its report.
 pub async fn cluster_report(addr: &str, timeout: Duration) -> Result<ClusterReport, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("{addr}: bad address: {e}"))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
-    let mut client = AdminClient::new(channel);
-    client
+    admin_client(addr, timeout)
+        .await?
         .status(rpc::StatusRequest {})
         .await
         .map(|r| r.into_inner().into())
