@@ -64,6 +64,39 @@ impl Cluster {
         }))
     }
 
+    /// The `serve` arguments of a node new to the cluster, id
+    /// `nodes.len() + 1`, on a free cluster port: its peer table names
+    /// every node so far and itself. Its start (`WarrenProcess::start_with`)
+    /// returns once it listens, which is once it was added (`warren ctl
+    /// cluster add-node`); [`Self::joined`] then takes it in.
+    pub fn new_node_args(&self) -> anyhow::Result<(u64, SocketAddr, Vec<OsString>)> {
+        let id = self.nodes.len() as u64 + 1;
+        let addr = free_ports(1)?[0];
+        let peers = self
+            .cluster_addrs
+            .iter()
+            .chain(std::iter::once(&addr))
+            .enumerate()
+            .map(|(i, a)| format!("{}@{a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args = vec![
+            "--node-id".into(),
+            id.to_string().into(),
+            "--peers".into(),
+            peers.into(),
+            "--cluster-listen".into(),
+            addr.to_string().into(),
+        ];
+        Ok((id, addr, args))
+    }
+
+    /// Takes in the node started with [`Self::new_node_args`].
+    pub fn joined(&mut self, node: WarrenProcess, addr: SocketAddr) {
+        self.nodes.push(node);
+        self.cluster_addrs.push(addr);
+    }
+
     /// Node `id` (1-based, as in the peer table).
     pub fn node(&self, id: u64) -> &WarrenProcess {
         &self.nodes[(id - 1) as usize]

@@ -976,3 +976,127 @@ async fn consumers_of_a_node_judged_down_while_alive_are_cancelled() -> anyhow::
     })
     .await
 }
+
+/// Publishes `n` persistent messages tagged `tag` to `queue` through
+/// `conn`, every one confirmed (no fault runs meanwhile).
+async fn publish_all(
+    conn: &lapin::Connection,
+    queue: &str,
+    tag: &str,
+    n: u64,
+) -> anyhow::Result<()> {
+    let ledger = SharedLedger::default();
+    let ch = conn.create_channel().await?;
+    publish_confirmed(ch, queue.into(), tag.into(), 64, n, ledger.clone()).await?;
+    let acked = ledger.lock().acked;
+    anyhow::ensure!(acked as u64 == n, "{acked} of {n} confirmed");
+    Ok(())
+}
+
+/// Drains `queue` through `conn`; the sequence numbers of `tag` got.
+async fn drained_seqs(
+    conn: &lapin::Connection,
+    queue: &str,
+    tag: &str,
+) -> anyhow::Result<BTreeSet<u64>> {
+    let (_, got) = drain(conn, queue).await?;
+    Ok(got.iter().filter_map(|d| seq_of(tag, &d.data)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_added_and_a_dead_one_removed_with_warren_ctl() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "a_node_is_added_and_a_dead_one_removed_with_warren_ctl";
+    let Some(mut cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        let c1 = cluster.node(1).connect().await?;
+        declare_durable(&c1.create_channel().await?, "grow", FieldTable::default()).await?;
+        publish_all(&c1, "grow", "before", 200).await?;
+
+        // Node 4 starts (it listens for clients once it joined); it is
+        // added through node 2.
+        let (id, addr, args) = cluster.new_node_args()?;
+        let start = warren_e2e::process::WarrenProcess::start_with(test, args);
+        let add = async {
+            // Its cluster port must be up: retried until the node listens.
+            wait_until(
+                Duration::from_secs(60),
+                "warren ctl cluster add-node",
+                || async {
+                    let out = cluster
+                        .ctl(
+                            2,
+                            &["cluster", "add-node", &id.to_string(), &addr.to_string()],
+                        )
+                        .await;
+                    if let Err(e) = &out {
+                        eprintln!("{e}");
+                    }
+                    out.ok()
+                },
+            )
+            .await
+        };
+        let (started, added) = tokio::join!(start, add);
+        let node = started?.context("external broker")?;
+        eprintln!("{}", added?);
+        cluster.joined(node, addr);
+        wait_until(Duration::from_secs(60), "node 4 voting", || async {
+            let status = cluster.ctl(1, &["cluster", "status"]).await.ok()?;
+            status.contains("voters [1,2,3,4]").then_some(())
+        })
+        .await?;
+        // Everything held so far is consumed on node 4.
+        let c4 = cluster.node(4).connect().await?;
+        let got = drained_seqs(&c4, "grow", "before").await?;
+        anyhow::ensure!(
+            got == (0..200).collect(),
+            "got {} of 200 on node 4",
+            got.len()
+        );
+
+        // A node that is up cannot be removed.
+        let refused = cluster.ctl(1, &["cluster", "remove-node", "3"]).await;
+        anyhow::ensure!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("is up")),
+            "removing a running node: {refused:?}"
+        );
+        // Node 3 dies for good and is removed once judged down.
+        cluster.node_mut(3).kill9().await?;
+        wait_until(
+            Duration::from_secs(60),
+            "warren ctl cluster remove-node 3",
+            || async { cluster.ctl(4, &["cluster", "remove-node", "3"]).await.ok() },
+        )
+        .await?;
+        // The queue's replica on node 3 is replaced on node 4.
+        wait_until(
+            Duration::from_secs(60),
+            "grow replicated on 1, 2, 4",
+            || async {
+                let status = cluster.ctl(1, &["cluster", "status"]).await.ok()?;
+                let line = status.lines().find(|l| l.starts_with("queue grow "))?;
+                (status.contains("voters [1,2,4]")
+                    && !status.contains(&format!(" {} ", cluster.cluster_addrs[2]))
+                    && line.contains("replicas [1,2,4] ")
+                    && !line.contains("learners"))
+                .then_some(())
+            },
+        )
+        .await?;
+        publish_all(&c4, "grow", "after", 100).await?;
+        let c2 = cluster.node(2).connect().await?;
+        let got = drained_seqs(&c2, "grow", "after").await?;
+        anyhow::ensure!(
+            got == (0..100).collect(),
+            "got {} of 100 on node 2",
+            got.len()
+        );
+        Ok(())
+    })
+    .await
+}

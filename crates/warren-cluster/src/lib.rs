@@ -88,7 +88,8 @@ mod raft;
 
 pub use error::ClusterError;
 pub use net::{
-    BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report, move_queue_leader,
+    BrokerHost, ClusterReport, NodeReport, QueueReport, add_cluster_node, cluster_report,
+    move_queue_leader, remove_cluster_node,
 };
 pub use node::{
     Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REBALANCE_EVERY, DEFAULT_REPLACE_AFTER,

@@ -164,6 +164,20 @@ impl Cluster {
         &self.nodes[&id]
     }
 
+    /// Starts a new node `id` on a fresh directory, with a peer table of
+    /// every node so far and itself (the running nodes keep theirs): it
+    /// waits to be added.
+    async fn start_new(&mut self, id: u64) -> anyhow::Result<SocketAddr> {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        self.peers.insert(id, addr);
+        let dir = tempfile::tempdir()?;
+        let node = self.open(id, dir.path(), l).await?;
+        self.dirs.insert(id, dir);
+        self.nodes.insert(id, node);
+        Ok(addr)
+    }
+
     async fn stop(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.nodes.remove(&id).context("node running")?;
         node.shutdown().await?;
@@ -1028,5 +1042,121 @@ async fn queue_leaders_spread_over_the_nodes() -> anyhow::Result<()> {
         let q = c.node(leader).queue(GROUP + i).context("replica")?;
         enqueue_all(&q, &names("after", 0..5)).await?;
     }
+    c.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_added_and_removed_while_queues_keep_their_messages() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    assert_eq!(
+        c.node(1).meta_apply(declare_queue("mq")).await?,
+        Ok(MetaReply::Created)
+    );
+    c.node(1)
+        .create_queue_on(GROUP, "/", "mq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let leader = c.queue_leader(GROUP).await?;
+    let before = names("before", 0..100);
+    enqueue_all(&c.node(leader).queue(GROUP).context("replica")?, &before).await?;
+
+    // Node 4 starts and waits; it is added through a node that does not
+    // lead the metadata (the call goes on to the leader).
+    let addr = c.start_new(4).await?;
+    let meta_leader = c.node(1).meta_leader().context("meta leader")?;
+    let asked = [1, 2, 3]
+        .into_iter()
+        .find(|n| *n != meta_leader)
+        .context("a follower")?;
+    let recorded = c.node(asked).add_node(4, &addr.to_string(), false).await?;
+    assert_eq!(recorded, addr.to_string());
+    // Again: the same address is fine, another one is refused.
+    c.node(asked).add_node(4, &addr.to_string(), false).await?;
+    let other = c.peers[&1].to_string();
+    assert!(c.node(asked).add_node(4, &other, false).await.is_err());
+    eventually_within(WAIT, "node 4 voting in the metadata, known to all", || {
+        c.nodes.values().all(|n| {
+            n.nodes() == vec![1, 2, 3, 4] && n.cluster_status().meta_voters == vec![1, 2, 3, 4]
+        })
+    })
+    .await?;
+    eventually("node 4 holds the metadata", || {
+        c.node(4).with_meta(|m| m.queue("/", "mq").is_some())
+    })
+    .await?;
+
+    // Node 4 places a queue with replicas on itself and two others.
+    assert_eq!(
+        c.node(4).meta_apply(declare_queue("nq")).await?,
+        Ok(MetaReply::Created)
+    );
+    c.node(4)
+        .create_queue_on(GROUP + 1, "/", "nq", QueueConfig::default(), &[4, 1, 2])
+        .await?;
+    let nq = c.queue_leader(GROUP + 1).await?;
+    enqueue_all(
+        &c.node(nq).queue(GROUP + 1).context("replica")?,
+        &names("n", 0..10),
+    )
+    .await?;
+
+    // A node that is up cannot be removed.
+    let refused = c.node(1).remove_node(3, false).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("is up")),
+        "{refused:?}"
+    );
+
+    // Node 3 stops for good and is removed once judged down.
+    c.stop(3).await?;
+    let asker = *c.nodes.keys().next().context("a node")?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match c.node(asker).remove_node(3, false).await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("remove-node 3: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eventually_within(
+        WAIT,
+        "node 3 gone from every table and the metadata",
+        || {
+            c.nodes.values().all(|n| {
+                n.nodes() == vec![1, 2, 4] && n.cluster_status().meta_voters == vec![1, 2, 4]
+            })
+        },
+    )
+    .await?;
+    // The queue that had a replica on node 3 drops it and fills its place
+    // on node 4, which catches up and votes.
+    let leader = c.queue_leader_among(GROUP, &[1, 2, 4], WAIT).await?;
+    let lq = c.node(leader).queue(GROUP).context("replica")?;
+    eventually_within(WAIT, "node 4 voting in place of node 3", || {
+        lq.members() == vec![1, 2, 4] && !lq.membership_changing() && lq.readers().is_empty()
+    })
+    .await?;
+    let after = names("after", 0..20);
+    enqueue_all(&lq, &after).await?;
+    let expected: BTreeSet<String> = before.iter().chain(&after).cloned().collect();
+    let q4 = c.node(4).queue(GROUP).context("a replica on node 4")?;
+    holds_exactly(&q4, &expected).await?;
+
+    // Node 3 comes back on its old data: refused by everybody, it changes
+    // nothing (no node takes it back, the queues keep their leaders).
+    let dir = c.dirs[&3].path().to_path_buf();
+    c.restart(3, dir).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in [1, 2, 4] {
+        assert_eq!(c.node(id).nodes(), vec![1, 2, 4], "node {id}'s table");
+    }
+    let leader = c.queue_leader_among(GROUP, &[1, 2, 4], WAIT).await?;
+    let lq = c.node(leader).queue(GROUP).context("replica")?;
+    assert_eq!(lq.members(), vec![1, 2, 4]);
+    enqueue_all(&lq, &names("late", 0..10)).await?;
     c.shutdown().await
 }

@@ -54,6 +54,24 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Adds a node to the cluster. Start it first with `warren serve
+    /// --node-id ID --peers ...` naming itself and at least one member;
+    /// it joins once added, and votes in the metadata once caught up
+    /// (up to five voters). New queues are then placed on it too.
+    AddNode {
+        /// The new node's id (not used by any member).
+        id: u64,
+        /// The address its peers dial (its `--cluster-listen`), host:port.
+        addr: String,
+    },
+    /// Removes a node that is down for good: it leaves the metadata, and
+    /// each queue that had a replica on it drops it and starts a new one
+    /// on another node. Refused while the node is up. To bring it back,
+    /// empty its data directory and add it again.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+    },
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
@@ -68,6 +86,22 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             } else {
                 print!("{}", report_text(&report));
             }
+            Ok(())
+        }
+        CtlCommand::Cluster(ClusterCommand::AddNode { id, addr }) => {
+            let wait = timeout.max(Duration::from_secs(20));
+            let recorded = warren_cluster::add_cluster_node(&args.node, id, &addr, wait)
+                .await
+                .map_err(|e| anyhow::anyhow!("adding node {id}: {e}"))?;
+            println!("node {id} added at {recorded}");
+            Ok(())
+        }
+        CtlCommand::Cluster(ClusterCommand::RemoveNode { id }) => {
+            let wait = timeout.max(Duration::from_secs(20));
+            warren_cluster::remove_cluster_node(&args.node, id, wait)
+                .await
+                .map_err(|e| anyhow::anyhow!("removing node {id}: {e}"))?;
+            println!("node {id} removed");
             Ok(())
         }
         CtlCommand::Queue(QueueCommand::MoveLeader { name, to, vhost }) => {

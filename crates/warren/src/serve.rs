@@ -228,6 +228,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             let listener = TcpListener::bind(args.cluster_listen)
                 .await
                 .with_context(|| format!("binding the cluster listener {}", args.cluster_listen))?;
+            let own_addr = peers[&args.node_id];
             let mut cluster = warren_cluster::ClusterConfig::new(args.node_id, listener, peers);
             cluster.replace_after = (args.replace_replicas_after > 0)
                 .then(|| Duration::from_secs(args.replace_replicas_after));
@@ -248,7 +249,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                         break;
                     }
                     Err(_) => {
-                        tracing::warn!("no metadata leader yet: waiting for a majority of --peers")
+                        tracing::warn!(
+                            "no metadata leader yet: waiting for a majority of --peers \
+                             (a node new to a running cluster waits until it is added: \
+                             warren ctl cluster add-node {} {})",
+                            args.node_id,
+                            own_addr
+                        )
                     }
                 }
             }

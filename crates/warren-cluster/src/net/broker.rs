@@ -227,17 +227,31 @@ impl From<rpc::StatusResponse> for ClusterReport {
     }
 }
 
-/// Makes the node's report (set by the node when its server starts).
-pub(crate) type ReportFn =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<ClusterReport, Status>> + Send + Sync>;
-
-/// Moves a queue's leadership: (vhost, name, to, forwarded) → the leader.
-pub(crate) type MoveFn =
-    Arc<dyn Fn(String, String, u64, bool) -> BoxFuture<'static, Result<u64, Status>> + Send + Sync>;
+/// The node behind the admin service (`warren ctl`).
+pub(crate) trait AdminHost: Send + Sync + 'static {
+    /// The node's report of the cluster.
+    fn report(&self) -> BoxFuture<'static, Result<ClusterReport, Status>>;
+    /// Makes `to` lead the queue `vhost`/`name`; answers the leader after.
+    fn move_leader(
+        &self,
+        vhost: String,
+        name: String,
+        to: u64,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<u64, Status>>;
+    /// Adds `node` at `addr` to the cluster; answers the address recorded.
+    fn add_node(
+        &self,
+        node: u64,
+        addr: String,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<String, Status>>;
+    /// Removes `node`, down for good, from the cluster.
+    fn remove_node(&self, node: u64, forwarded: bool) -> BoxFuture<'static, Result<(), Status>>;
+}
 
 struct AdminService {
-    report: ReportFn,
-    mover: MoveFn,
+    host: Arc<dyn AdminHost>,
 }
 
 #[tonic::async_trait]
@@ -246,7 +260,7 @@ impl Admin for AdminService {
         &self,
         _req: Request<rpc::StatusRequest>,
     ) -> Result<Response<rpc::StatusResponse>, Status> {
-        Ok(Response::new((self.report)().await?.into()))
+        Ok(Response::new(self.host.report().await?.into()))
     }
 
     async fn move_leader(
@@ -254,14 +268,35 @@ impl Admin for AdminService {
         req: Request<rpc::MoveLeaderRequest>,
     ) -> Result<Response<rpc::MoveLeaderResponse>, Status> {
         let r = req.into_inner();
-        let leader = (self.mover)(r.vhost, r.name, r.to, r.forwarded).await?;
+        let leader = self
+            .host
+            .move_leader(r.vhost, r.name, r.to, r.forwarded)
+            .await?;
         Ok(Response::new(rpc::MoveLeaderResponse { leader }))
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<rpc::AddNodeRequest>,
+    ) -> Result<Response<rpc::AddNodeResponse>, Status> {
+        let r = req.into_inner();
+        let addr = self.host.add_node(r.node_id, r.addr, r.forwarded).await?;
+        Ok(Response::new(rpc::AddNodeResponse { addr }))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<rpc::RemoveNodeRequest>,
+    ) -> Result<Response<rpc::RemoveNodeResponse>, Status> {
+        let r = req.into_inner();
+        self.host.remove_node(r.node_id, r.forwarded).await?;
+        Ok(Response::new(rpc::RemoveNodeResponse {}))
     }
 }
 
-/// The admin service over `report` and `mover`, for the node's gRPC server.
-pub(crate) fn admin_service(report: ReportFn, mover: MoveFn) -> AdminServer<impl Admin> {
-    AdminServer::new(AdminService { report, mover })
+/// The admin service over `host`, for the node's gRPC server.
+pub(crate) fn admin_service(host: Arc<dyn AdminHost>) -> AdminServer<impl Admin> {
+    AdminServer::new(AdminService { host })
 }
 
 impl Net {
@@ -287,6 +322,48 @@ impl Net {
             .move_leader(req)
             .await
             .map(|r| r.into_inner().leader)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` (the metadata leader) to add `id` at `addr`.
+    pub(crate) async fn add_node(
+        &self,
+        node: u64,
+        id: u64,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<String, NetError> {
+        let mut client = AdminClient::new(self.channel(node)?);
+        let mut req = Request::new(rpc::AddNodeRequest {
+            node_id: id,
+            addr: addr.to_owned(),
+            forwarded: true,
+        });
+        req.set_timeout(timeout);
+        client
+            .add_node(req)
+            .await
+            .map(|r| r.into_inner().addr)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` (the metadata leader) to remove `id`.
+    pub(crate) async fn remove_node(
+        &self,
+        node: u64,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<(), NetError> {
+        let mut client = AdminClient::new(self.channel(node)?);
+        let mut req = Request::new(rpc::RemoveNodeRequest {
+            node_id: id,
+            forwarded: true,
+        });
+        req.set_timeout(timeout);
+        client
+            .remove_node(req)
+            .await
+            .map(|_| ())
             .map_err(|status| NetError::Rpc { node, status })
     }
 }
@@ -336,5 +413,39 @@ pub async fn cluster_report(addr: &str, timeout: Duration) -> Result<ClusterRepo
         .status(rpc::StatusRequest {})
         .await
         .map(|r| r.into_inner().into())
+        .map_err(|s| format!("{addr}: {}", s.message()))
+}
+
+/// Asks the node whose cluster gRPC address is `addr` to add node `id`,
+/// dialled at `node_addr`, to the cluster; answers the address recorded.
+pub async fn add_cluster_node(
+    addr: &str,
+    id: u64,
+    node_addr: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    admin_client(addr, timeout)
+        .await?
+        .add_node(rpc::AddNodeRequest {
+            node_id: id,
+            addr: node_addr.to_owned(),
+            forwarded: false,
+        })
+        .await
+        .map(|r| r.into_inner().addr)
+        .map_err(|s| format!("{addr}: {}", s.message()))
+}
+
+/// Asks the node whose cluster gRPC address is `addr` to remove node `id`
+/// (down for good) from the cluster.
+pub async fn remove_cluster_node(addr: &str, id: u64, timeout: Duration) -> Result<(), String> {
+    admin_client(addr, timeout)
+        .await?
+        .remove_node(rpc::RemoveNodeRequest {
+            node_id: id,
+            forwarded: false,
+        })
+        .await
+        .map(|_| ())
         .map_err(|s| format!("{addr}: {}", s.message()))
 }

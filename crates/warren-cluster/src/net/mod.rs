@@ -13,7 +13,14 @@
 //! openraft: the conversions and the openraft calls sit behind
 //! [`GroupRpc`], implemented in the `raft` module. Channels connect lazily
 //! (a peer that is down costs nothing until it is dialled) and reconnect by
-//! themselves; the peer table is fixed when the node starts.
+//! themselves.
+//!
+//! The peer table starts as the node's `--peers` (the seed). Once the node
+//! is a member of the cluster it follows the metadata group's membership
+//! (see `node::members`): nodes added or removed with `warren ctl cluster
+//! add-node / remove-node` join or leave it on every node, with the seed's
+//! address preferred for the nodes it names (an address given at start is
+//! fresher than one recorded when the node joined).
 //!
 //! The registry is also what the node's failure detector
 //! (`node::detector`) walks: [`GroupRpc::view`] tells it who leads each
@@ -39,10 +46,11 @@ use warren_rpc::raft as rpc;
 use warren_rpc::raft::raft_client::RaftClient;
 use warren_storage::GroupId;
 
+pub(crate) use broker::{AdminHost, BrokerSlot};
 pub use broker::{
-    BrokerHost, ClusterReport, NodeReport, QueueReport, cluster_report, move_queue_leader,
+    BrokerHost, ClusterReport, NodeReport, QueueReport, add_cluster_node, cluster_report,
+    move_queue_leader, remove_cluster_node,
 };
-pub(crate) use broker::{BrokerSlot, MoveFn, ReportFn};
 pub(crate) use server::{ServerTask, serve};
 
 /// Largest gRPC message either side accepts: an append carries up to
@@ -183,7 +191,13 @@ pub(crate) struct Net {
     node_id: u64,
     /// Differs between two runs of the node (see `PingResponse`).
     incarnation: u64,
-    peers: BTreeMap<u64, SocketAddr>,
+    /// The `--peers` the node was started with.
+    seed: BTreeMap<u64, SocketAddr>,
+    /// The peer table now (see the module doc).
+    peers: Mutex<BTreeMap<u64, SocketAddr>>,
+    /// The table follows the metadata membership (this node is a member):
+    /// from then on, Raft requests from nodes outside it are refused.
+    authoritative: AtomicBool,
     channels: Mutex<BTreeMap<u64, Channel>>,
     groups: Mutex<BTreeMap<GroupId, Arc<dyn GroupRpc>>>,
     /// Fault injection for tests: every RPC in or out fails as if the
@@ -225,7 +239,9 @@ impl Net {
         Arc::new(Net {
             node_id,
             incarnation,
-            peers,
+            seed: peers.clone(),
+            peers: Mutex::new(peers),
+            authoritative: AtomicBool::new(false),
             channels: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
             isolated: AtomicBool::new(false),
@@ -278,9 +294,10 @@ impl Net {
     }
 
     /// Whether the failure detector judges `node` down (a node not judged
-    /// yet, or this one, is not).
+    /// yet, or this one, is not). A node outside the peer table (removed
+    /// from the cluster) counts as down: the groups it led elect anew.
     pub(crate) fn is_down(&self, node: u64) -> bool {
-        self.down.lock().contains(&node)
+        node != self.node_id && (self.down.lock().contains(&node) || self.addr(node).is_none())
     }
 
     pub(crate) fn incarnation(&self) -> u64 {
@@ -320,11 +337,78 @@ impl Net {
 
     /// Every node of the peer table (this one included), ascending.
     pub(crate) fn members(&self) -> Vec<u64> {
-        self.peers.keys().copied().collect()
+        self.peers.lock().keys().copied().collect()
     }
 
     pub(crate) fn addr(&self, node: u64) -> Option<SocketAddr> {
-        self.peers.get(&node).copied()
+        self.peers.lock().get(&node).copied()
+    }
+
+    /// The peer table now.
+    pub(crate) fn table(&self) -> BTreeMap<u64, SocketAddr> {
+        self.peers.lock().clone()
+    }
+
+    /// The `--peers` table the node was started with.
+    pub(crate) fn seed(&self) -> BTreeMap<u64, SocketAddr> {
+        self.seed.clone()
+    }
+
+    /// Whether Raft requests from `node` are taken: once the table follows
+    /// the metadata membership, only from nodes in it (a node removed from
+    /// the cluster that comes back with its old data must not disturb the
+    /// groups it was removed from).
+    pub(crate) fn admits(&self, node: u64) -> bool {
+        !self.authoritative.load(Ordering::Relaxed) || self.addr(node).is_some()
+    }
+
+    /// Adds `node` at `addr` to the peer table (or moves it there).
+    pub(crate) fn set_peer(&self, node: u64, addr: SocketAddr) {
+        let old = self.peers.lock().insert(node, addr);
+        if old.is_some_and(|a| a != addr) {
+            self.channels.lock().remove(&node);
+        }
+    }
+
+    /// Replaces the peer table with `table`, as the metadata membership
+    /// now has it (see `node::members`); returns the nodes added and the
+    /// nodes removed. A node removed loses its channel and its place in
+    /// the down set; this node always stays.
+    pub(crate) fn set_table(&self, mut table: BTreeMap<u64, SocketAddr>) -> (Vec<u64>, Vec<u64>) {
+        if let Some(me) = self.addr(self.node_id) {
+            table.entry(self.node_id).or_insert(me);
+        }
+        self.authoritative.store(true, Ordering::Relaxed);
+        let (added, removed, moved) = {
+            let mut peers = self.peers.lock();
+            let added: Vec<u64> = table
+                .keys()
+                .filter(|n| !peers.contains_key(n))
+                .copied()
+                .collect();
+            let removed: Vec<u64> = peers
+                .keys()
+                .filter(|n| !table.contains_key(n))
+                .copied()
+                .collect();
+            let moved: Vec<u64> = table
+                .iter()
+                .filter(|(n, a)| peers.get(n).is_some_and(|old| old != *a))
+                .map(|(n, _)| *n)
+                .collect();
+            *peers = table;
+            (added, removed, moved)
+        };
+        {
+            let mut channels = self.channels.lock();
+            for n in removed.iter().chain(&moved) {
+                channels.remove(n);
+            }
+        }
+        for n in &removed {
+            self.set_down(*n, false);
+        }
+        (added, removed)
     }
 
     /// A client over the peer's shared channel (created, unconnected, on

@@ -46,6 +46,19 @@ impl RaftService {
         Ok(())
     }
 
+    /// Refuses the Raft requests of a node outside the peer table: one
+    /// removed from the cluster that came back with its old data.
+    fn admit(&self, vote: Option<&warren_rpc::log::Vote>) -> Result<(), Status> {
+        let from = vote.and_then(|v| v.leader.as_ref()).map(|l| l.node_id);
+        match from {
+            Some(node) if !self.net.admits(node) => Err(Status::permission_denied(format!(
+                "node {node} is not a member of this cluster (removed with `warren ctl \
+                 cluster remove-node`?): empty its data directory and add it again"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn group(&self, group: GroupId) -> Result<Arc<dyn GroupRpc>, Status> {
         self.open()?;
         self.net.group(group).ok_or_else(|| {
@@ -62,6 +75,7 @@ impl Raft for RaftService {
     ) -> Result<Response<rpc::AppendResponse>, Status> {
         let req = request.into_inner();
         let g = self.group(req.group_id)?;
+        self.admit(req.vote.as_ref())?;
         g.append(req).await.map(Response::new)
     }
 
@@ -71,6 +85,7 @@ impl Raft for RaftService {
     ) -> Result<Response<rpc::VoteResponse>, Status> {
         let req = request.into_inner();
         let g = self.group(req.group_id)?;
+        self.admit(req.vote.as_ref())?;
         g.vote(req).await.map(Response::new)
     }
 
@@ -88,6 +103,7 @@ impl Raft for RaftService {
         let vote = first
             .vote
             .ok_or_else(|| Status::invalid_argument("snapshot: first chunk without vote"))?;
+        self.admit(Some(&vote))?;
         let meta = first
             .meta
             .ok_or_else(|| Status::invalid_argument("snapshot: first chunk without meta"))?;
@@ -198,12 +214,11 @@ pub(crate) fn serve(
     net: Arc<Net>,
     host: Arc<dyn Host>,
     broker: super::BrokerSlot,
-    report: super::ReportFn,
-    mover: super::MoveFn,
+    admin: Arc<dyn super::AdminHost>,
 ) -> ServerTask {
     let node = net.node_id();
     let broker = super::broker::service(node, broker);
-    let admin = super::broker::admin_service(report, mover);
+    let admin = super::broker::admin_service(admin);
     let service = RaftServer::new(RaftService { net, host })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

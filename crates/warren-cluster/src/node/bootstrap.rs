@@ -20,7 +20,7 @@ use warren_storage::LogStore;
 use super::Inner;
 
 /// Most voters of the metadata group; further nodes are learners.
-const MAX_VOTERS: usize = 5;
+pub(super) const MAX_VOTERS: usize = 5;
 
 /// Pause between two rounds of asking the peers.
 const ROUND_PAUSE: Duration = Duration::from_millis(300);
@@ -84,7 +84,8 @@ async fn round<S: LogStore>(
     let Some(net) = inner.net.clone() else {
         return Ok(Some(Bootstrap::Member));
     };
-    let members = net.members();
+    // The `--peers` table: until the node is a member, the peer table.
+    let members: Vec<u64> = net.seed().into_keys().collect();
     if members.first() != Some(&inner.node_id) {
         return Ok(Some(Bootstrap::Follower));
     }
@@ -124,7 +125,10 @@ async fn round<S: LogStore>(
 /// it leads (the initial membership must be committed first).
 async fn add_learners<S: LogStore>(inner: &Arc<Inner<S>>) {
     let Some(net) = inner.net.clone() else { return };
-    let learners: Vec<u64> = net.members().into_iter().skip(MAX_VOTERS).collect();
+    // From the `--peers` table: the peer table now follows the metadata
+    // membership, which holds only the voters so far.
+    let learners: Vec<(u64, std::net::SocketAddr)> =
+        net.seed().into_iter().skip(MAX_VOTERS).collect();
     if learners.is_empty() {
         return;
     }
@@ -138,8 +142,9 @@ async fn add_learners<S: LogStore>(inner: &Arc<Inner<S>>) {
             return;
         }
     }
-    for l in learners {
-        if let Err(e) = inner.meta.add_learner(l).await {
+    for (l, addr) in learners {
+        net.set_peer(l, addr);
+        if let Err(e) = inner.meta.add_learner_at(l, addr.to_string()).await {
             tracing::warn!(node = inner.node_id, learner = l, error = %e, "bootstrap: add learner");
         }
     }

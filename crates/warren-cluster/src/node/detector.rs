@@ -180,6 +180,7 @@ impl Detector {
                     let now = Instant::now();
                     let stalled = now.duration_since(last_round) > self.down_after / 2;
                     last_round = now;
+                    self.follow_table(now);
                     self.ping(&mut pings);
                     if stalled {
                         self.after_stall(now);
@@ -190,6 +191,24 @@ impl Detector {
                 }
                 Some((peer, answer)) = pings.next() => self.answered(peer, answer),
             }
+        }
+    }
+
+    /// Follows the peer table (nodes added to or removed from the
+    /// cluster): a new peer is judged from now on; a removed one is
+    /// forgotten (and counts as down: see [`Self::is_down`]).
+    fn follow_table(&mut self, now: Instant) {
+        let table = self.net.members();
+        if table.len() == self.peers.len() + 1
+            && table
+                .iter()
+                .all(|id| *id == self.me || self.peers.contains_key(id))
+        {
+            return;
+        }
+        self.peers.retain(|id, _| table.contains(id));
+        for id in table.into_iter().filter(|id| *id != self.me) {
+            self.peers.entry(id).or_insert_with(|| Peer::new(now));
         }
     }
 
@@ -259,10 +278,9 @@ impl Detector {
         }
     }
 
+    /// A node outside the peer table (removed from the cluster) is down.
     fn is_down(&self, id: u64) -> bool {
-        self.peers
-            .get(&id)
-            .is_some_and(|p| p.health == Health::Down)
+        id != self.me && self.peers.get(&id).is_none_or(|p| p.health == Health::Down)
     }
 
     /// Every group this node leads whose members pass `select` sends a

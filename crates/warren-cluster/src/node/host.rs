@@ -1,5 +1,5 @@
-//! The node as the gRPC service sees it: ClusterInfo, StartReplica and
-//! FindQueue.
+//! The node as the gRPC services see it: ClusterInfo, StartReplica and
+//! FindQueue for its peers, and the admin calls of `warren ctl`.
 //! Holds the node weakly, so the service never keeps a stopped node alive.
 
 use std::sync::Weak;
@@ -11,7 +11,7 @@ use warren_storage::LogStore;
 
 use super::{Inner, Node};
 use crate::ClusterError;
-use crate::net::Host;
+use crate::net::{AdminHost, ClusterReport, Host};
 
 pub(super) struct NodeHost<S: LogStore> {
     node: Weak<Inner<S>>,
@@ -92,5 +92,57 @@ impl<S: LogStore> Host for NodeHost<S> {
                 None => rpc::FindQueueResponse::default(),
             })
         })
+    }
+}
+
+/// An admin call's error as the caller reads it: a refusal (retrying
+/// cannot help) or a transient failure.
+fn admin_status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::Config(m) => Status::failed_precondition(m),
+        e => Status::unavailable(e.to_string()),
+    }
+}
+
+impl<S: LogStore> AdminHost for NodeHost<S> {
+    fn report(&self) -> BoxFuture<'static, Result<ClusterReport, Status>> {
+        let node = self.node();
+        Box::pin(async move { Ok(node?.report().await) })
+    }
+
+    fn move_leader(
+        &self,
+        vhost: String,
+        name: String,
+        to: u64,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<u64, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            node?
+                .move_leader(&vhost, &name, to, forwarded)
+                .await
+                .map_err(admin_status)
+        })
+    }
+
+    fn add_node(
+        &self,
+        id: u64,
+        addr: String,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<String, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            node?
+                .add_node(id, &addr, forwarded)
+                .await
+                .map_err(admin_status)
+        })
+    }
+
+    fn remove_node(&self, id: u64, forwarded: bool) -> BoxFuture<'static, Result<(), Status>> {
+        let node = self.node();
+        Box::pin(async move { node?.remove_node(id, forwarded).await.map_err(admin_status) })
     }
 }

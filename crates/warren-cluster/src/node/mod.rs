@@ -14,6 +14,7 @@ mod balance;
 mod bootstrap;
 mod detector;
 mod host;
+mod members;
 mod reader;
 mod stall;
 
@@ -81,6 +82,7 @@ struct Inner<S: LogStore> {
     detector: Mutex<Option<detector::DetectorTask>>,
     balancer: Mutex<Option<balance::BalanceTask>>,
     stall_watch: Mutex<Option<stall::StallTask>>,
+    members: Mutex<Option<members::MembersTask>>,
     /// Serialises the starts of queue replicas asked for by peers (an
     /// async lock: the start awaits the group's opening).
     starting: tokio::sync::Mutex<()>,
@@ -179,6 +181,7 @@ impl<S: LogStore> Inner<S> {
             detector: Mutex::new(None),
             balancer: Mutex::new(None),
             stall_watch: Mutex::new(None),
+            members: Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
             broker: Arc::new(Mutex::new(None)),
@@ -224,7 +227,7 @@ async fn open_queue<S: LogStore>(
         net: n.clone(),
         prep: Some(snapshot_prep(store.clone(), group)),
         identity: Some(identity.clone()),
-        target: Some(replica_target(meta, &identity, n.members().len())),
+        target: Some(replica_target(meta, &identity, n)),
     });
     let handle = start_group(node_id, group, store.clone(), sm, Some(shared.clone()), net).await?;
     Ok(QueueGroup::new(store.clone(), handle, shared, identity))
@@ -236,11 +239,13 @@ async fn open_queue<S: LogStore>(
 fn replica_target(
     meta: &Arc<Mutex<MetaCore>>,
     identity: &(String, String),
-    nodes: usize,
+    net: &Arc<Net>,
 ) -> crate::raft::TargetFn {
     let meta = meta.clone();
+    let net = Arc::downgrade(net);
     let (vhost, name) = identity.clone();
     Arc::new(move || {
+        let nodes = net.upgrade().map_or(1, |n| n.members().len());
         meta.lock()
             .state
             .queue(&vhost, &name)
@@ -336,41 +341,16 @@ impl<S: LogStore> Node<S> {
         ));
         watch_meta_applied(&inner);
         let host = Arc::new(host::NodeHost::new(Arc::downgrade(&inner)));
-        let weak = Arc::downgrade(&inner);
-        let report: crate::net::ReportFn = Arc::new(move || {
-            let node = weak.upgrade().map(|inner| Node { inner });
-            Box::pin(async move {
-                match node {
-                    Some(node) => Ok(node.report().await),
-                    None => Err(tonic::Status::unavailable("node stopping")),
-                }
-            })
-        });
-        let weak = Arc::downgrade(&inner);
-        let mover: crate::net::MoveFn = Arc::new(move |vhost, name, to, forwarded| {
-            let node = weak.upgrade().map(|inner| Node { inner });
-            Box::pin(async move {
-                let Some(node) = node else {
-                    return Err(tonic::Status::unavailable("node stopping"));
-                };
-                node.move_leader(&vhost, &name, to, forwarded)
-                    .await
-                    .map_err(|e| match e {
-                        ClusterError::Config(m) => tonic::Status::failed_precondition(m),
-                        e => tonic::Status::unavailable(e.to_string()),
-                    })
-            })
-        });
         *inner.server.lock() = Some(crate::net::serve(
             listener,
             net.clone(),
-            host,
+            host.clone(),
             inner.broker.clone(),
-            report,
-            mover,
+            host,
         ));
         *inner.detector.lock() = Some(detector::spawn(net.clone()));
         *inner.stall_watch.lock() = Some(stall::spawn(Arc::downgrade(&inner), net.clone()));
+        *inner.members.lock() = Some(members::spawn(Arc::downgrade(&inner)));
         if let Some(every) = rebalance_every {
             *inner.balancer.lock() = Some(balance::spawn(net, every));
         }
@@ -388,8 +368,9 @@ impl<S: LogStore> Node<S> {
         self.inner.node_id
     }
 
-    /// The nodes of the cluster (the peer table), this one included,
-    /// ascending; just this one for a node on its own.
+    /// The nodes of the cluster (the peer table: the metadata membership
+    /// once this node is a member), this one included, ascending; just
+    /// this one for a node on its own.
     pub fn nodes(&self) -> Vec<u64> {
         match &self.inner.net {
             Some(net) => net.members(),
@@ -739,6 +720,7 @@ impl<S: LogStore> Node<S> {
         drop(self.inner.detector.lock().take());
         drop(self.inner.balancer.lock().take());
         drop(self.inner.stall_watch.lock().take());
+        drop(self.inner.members.lock().take());
         let queues: Vec<QueueGroup<S>> = self.inner.queues.lock().values().cloned().collect();
         let mut result = Ok(());
         for q in queues {

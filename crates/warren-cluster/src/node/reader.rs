@@ -226,7 +226,7 @@ impl<S: LogStore> Node<S> {
         }
     }
 
-    fn net(&self) -> Result<&std::sync::Arc<crate::net::Net>, ClusterError> {
+    pub(super) fn net(&self) -> Result<&std::sync::Arc<crate::net::Net>, ClusterError> {
         self.inner
             .net
             .as_ref()

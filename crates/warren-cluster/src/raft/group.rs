@@ -97,7 +97,7 @@ enum Timers {
 
 /// One running group. Clones share it.
 pub(crate) struct GroupHandle<SM: RaftStateMachine<C>> {
-    raft: Raft<C, SM>,
+    pub(super) raft: Raft<C, SM>,
     pub(crate) group: GroupId,
     node_id: u64,
     net: Option<Arc<Net>>,
@@ -150,7 +150,7 @@ pub(crate) async fn renew_lease<SM: RaftStateMachine<C>>(
         .is_ok_and(|m| fresh(&m))
 }
 
-fn raft_err(e: impl std::fmt::Display) -> ClusterError {
+pub(super) fn raft_err(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Raft(e.to_string())
 }
 
@@ -474,22 +474,6 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
         if let Err(e) = self.raft.trigger().transfer_leader(to).await {
             tracing::debug!(group = self.group, to, error = %e, "leadership not handed over");
         }
-    }
-
-    /// Adds `node` as a learner (this node must lead); returns once the
-    /// change is committed.
-    pub(crate) async fn add_learner(&self, node: u64) -> Result<(), ClusterError> {
-        let addr = self
-            .net
-            .as_ref()
-            .and_then(|n| n.addr(node))
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        self.raft
-            .add_learner(node, BasicNode { addr }, false)
-            .await
-            .map(|_| ())
-            .map_err(raft_err)
     }
 
     /// Waits up to `timeout` until this replica has applied `index`.

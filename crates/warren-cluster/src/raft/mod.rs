@@ -22,6 +22,7 @@ mod codec;
 mod group;
 mod grpc;
 mod log_store;
+mod membership;
 mod meta_sm;
 mod network;
 mod queue_sm;
@@ -38,6 +39,7 @@ use bytes::Bytes;
 pub(crate) use bodies::read_message;
 pub(crate) use group::{GroupHandle, GroupNet, start_group};
 pub(crate) use log_store::LogAdapter;
+pub(crate) use membership::Members;
 pub(crate) use meta_sm::{MetaCore, MetaMachine};
 pub(crate) use queue_sm::{LocalEffects, QueueMachine, QueueShared, effect_owner, snapshot_prep};
 

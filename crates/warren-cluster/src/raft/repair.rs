@@ -230,6 +230,8 @@ async fn writable<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, lease: Option<Dur
 /// (`Net::replace_after`), one step per call, with nothing remembered
 /// between calls (a leader that takes over mid-way carries on):
 ///
+/// 0. members removed from the cluster (`warren ctl cluster remove-node`:
+///    no longer in the peer table) leave the group at once;
 /// 1. fewer voters than the queue's target, not counting those down that
 ///    long (or a node that was down when the queue was placed): a live
 ///    node that is not a voter joins — a reader is promoted
@@ -246,9 +248,7 @@ async fn reconcile<SM: RaftStateMachine<C>>(
     identity: &(String, String),
     target: &super::TargetFn,
 ) -> Result<(), String> {
-    let Some(grace) = net.replace_after() else {
-        return Ok(());
-    };
+    let grace = net.replace_after();
     let (voters, learners, readers, joint) = {
         let metrics = raft.metrics();
         let m = metrics.borrow_watched();
@@ -260,11 +260,26 @@ async fn reconcile<SM: RaftStateMachine<C>>(
         let joint = membership.get_joint_config().len() > 1;
         (voters, learners, readers, joint)
     };
-    let long_down = |id: &u64| net.down_for(*id).is_some_and(|d| d >= grace);
+    if joint {
+        return Ok(());
+    }
+    let table: BTreeSet<u64> = net.members().into_iter().collect();
+    let removed: BTreeSet<u64> = voters
+        .iter()
+        .chain(&learners)
+        .chain(&readers)
+        .filter(|id| !table.contains(id))
+        .copied()
+        .collect();
+    if !removed.is_empty() {
+        return drop_removed(raft, net, lease, group, identity, &voters, removed).await;
+    }
+    let long_down =
+        |id: &u64| grace.is_some_and(|grace| net.down_for(*id).is_some_and(|d| d >= grace));
     let gone: BTreeSet<u64> = voters.iter().copied().filter(long_down).collect();
     // A member demoted by a repair whose node then stayed away.
     let lost_learners: BTreeSet<u64> = learners.iter().copied().filter(long_down).collect();
-    if joint || learners.len() > lost_learners.len() {
+    if learners.len() > lost_learners.len() {
         // A change (or a repair) under way.
         return Ok(());
     }
@@ -311,8 +326,8 @@ async fn reconcile<SM: RaftStateMachine<C>>(
     if let Some(r) = candidates.iter().copied().find(|n| readers.contains(n)) {
         tracing::warn!(
             group, queue = %name, %vhost, down = ?gone, node = r,
-            "a member has been down for longer than the grace period: \
-             its reader on a live node becomes a voter"
+            "fewer live voters than declared (a member down past the grace period, \
+             removed, or down when the queue was placed): a reader on a live node becomes a voter"
         );
         if !writable(raft, lease).await {
             return Err("this node's leader lease could not be renewed".into());
@@ -338,8 +353,8 @@ async fn reconcile<SM: RaftStateMachine<C>>(
     let node = candidates[(group as usize) % candidates.len()];
     tracing::warn!(
         group, queue = %name, %vhost, down = ?gone, node,
-        "a member has been down for longer than the grace period: \
-         starting a new replica on a live node"
+        "fewer live voters than declared (a member down past the grace period, \
+         removed, or down when the queue was placed): starting a new replica on a live node"
     );
     net.start_replica(node, group, vhost, name, ASK_WAIT, true)
         .await
@@ -351,6 +366,44 @@ async fn reconcile<SM: RaftStateMachine<C>>(
     raft.add_learner(node, openraft::BasicNode { addr }, false)
         .await
         .map_err(|e| format!("adding node {node} as learner: {e}"))?;
+    Ok(())
+}
+
+/// Takes the members removed from the cluster out of the group: voters
+/// first (not kept as learners), then learners and readers. A group
+/// whose voters were all removed is left alone (nothing can commit it).
+async fn drop_removed<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    net: &Net,
+    lease: Option<Duration>,
+    group: GroupId,
+    identity: &(String, String),
+    voters: &BTreeSet<u64>,
+    removed: BTreeSet<u64>,
+) -> Result<(), String> {
+    let (voting, others): (BTreeSet<u64>, BTreeSet<u64>) =
+        removed.iter().partition(|id| voters.contains(id));
+    if voting.len() == voters.len() {
+        return Ok(());
+    }
+    tracing::warn!(
+        group, queue = %identity.1, vhost = %identity.0, nodes = ?removed,
+        node = net.node_id(),
+        "members removed from the cluster leave the queue's group"
+    );
+    if !writable(raft, lease).await {
+        return Err("this node's leader lease could not be renewed".into());
+    }
+    if !voting.is_empty() {
+        raft.change_membership(openraft::ChangeMembers::RemoveVoters(voting.clone()), false)
+            .await
+            .map_err(|e| format!("removing voters {voting:?}: {e}"))?;
+    }
+    if !others.is_empty() {
+        raft.change_membership(openraft::ChangeMembers::RemoveNodes(others.clone()), false)
+            .await
+            .map_err(|e| format!("removing learners {others:?}: {e}"))?;
+    }
     Ok(())
 }
 
