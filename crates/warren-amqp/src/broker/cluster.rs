@@ -1,0 +1,329 @@
+//! The broker in a cluster: following the metadata other nodes commit and
+//! the queue logs this node holds, dropping what nodes judged down leave
+//! behind, and reaching queues held by other nodes (reading a durable one
+//! here, taking messages they hand over).
+
+use std::sync::{Arc, Weak};
+
+use warren_core::message::Message;
+use warren_core::meta::{MetaCommand, QueueDef};
+use warren_core::queue::{OwnerId, QueueConfig};
+
+use super::queue::{DeleteIf, QueueHandle, QueueRequest};
+use super::{Broker, events, is_durable_queue, logs_by_queue, remote};
+use crate::error::{AmqpError, code};
+
+/// Follows the backend's changes (a cluster's metadata, this node's logs)
+/// until the broker is gone.
+pub(super) async fn follow(broker: Weak<Broker>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    loop {
+        {
+            let Some(b) = broker.upgrade() else { return };
+            b.sync_with_backend().await;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tells every queue which nodes are down, each time that changes (and
+/// again every [`NODES_DOWN_REPEAT`] while any is, for queues whose
+/// replica arrived later).
+pub(super) async fn watch_nodes_down(
+    broker: Weak<Broker>,
+    mut down: tokio::sync::watch::Receiver<std::collections::BTreeSet<u64>>,
+) {
+    loop {
+        let nodes = Arc::new(down.borrow_and_update().clone());
+        if !nodes.is_empty() {
+            let Some(b) = broker.upgrade() else { return };
+            b.drop_exclusive_queues_of(&nodes).await;
+            let queues: Vec<QueueHandle> = b.queues.read().values().cloned().collect();
+            drop(b);
+            for q in queues {
+                q.send_now(QueueRequest::NodesDown {
+                    nodes: nodes.clone(),
+                });
+            }
+        }
+        let repeat = tokio::time::sleep(NODES_DOWN_REPEAT);
+        tokio::select! {
+            changed = down.changed() => if changed.is_err() { return },
+            () = repeat, if !nodes.is_empty() => {}
+        }
+    }
+}
+
+/// See [`watch_nodes_down`].
+const NODES_DOWN_REPEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a declaration of a queue made on another node waits for the
+/// queue's log to appear on this one.
+const REMOTE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a node may take to start reading a durable queue held by
+/// other nodes (see `Broker::attach`).
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Broker {
+    /// In a cluster: brings this broker up to the committed metadata (made
+    /// on any node) and the queue logs this node holds. Queues that
+    /// appeared with a log here get an actor; queues that went have theirs
+    /// stopped (which deletes the log here).
+    async fn sync_with_backend(&self) {
+        let Some(backend) = &self.backend else { return };
+        let stopped: Vec<QueueHandle> = {
+            let _serial = self.meta_serial.lock().await;
+            let meta = backend.meta();
+            let mut logs = logs_by_queue(backend.as_ref());
+            let mut stopped = Vec::new();
+            {
+                let mut queues = self.queues.write();
+                queues.retain(|(vhost, name), h| {
+                    let keep = meta.queue(vhost, name).is_some();
+                    if !keep {
+                        stopped.push(h.clone());
+                    }
+                    keep
+                });
+                for vhost in meta.vhosts() {
+                    for def in meta.queues(vhost) {
+                        let key = (vhost.to_string(), def.name.clone());
+                        let proxy = match queues.get(&key) {
+                            Some(h) if !h.is_remote() => continue,
+                            Some(_) => true,
+                            None => false,
+                        };
+                        if let Some(owner) = def.exclusive_owner {
+                            let node = OwnerId(owner).node();
+                            if node != self.config.node_id && !proxy {
+                                let h = remote::spawn(
+                                    backend.clone(),
+                                    remote::Holder::Node(node),
+                                    vhost,
+                                    &def.name,
+                                    self.config.queue_mailbox,
+                                );
+                                queues.insert(key, h);
+                            }
+                            continue;
+                        }
+                        if !is_durable_queue(def) {
+                            // A transient queue of another node: not
+                            // reachable from here yet.
+                            continue;
+                        }
+                        if let Some(log) = logs.remove(&key) {
+                            // The log is here (a replica, or this node
+                            // reads it): an actor, in place of the proxy.
+                            let config =
+                                QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
+                            let h = self.spawn_queue_with(vhost, def, config, Some(log));
+                            if let Some(old) = queues.insert(key, h) {
+                                stopped.push(old);
+                            }
+                        } else if !proxy && self.clustered() {
+                            // Held by other nodes only: publishes are handed
+                            // to one of them.
+                            let h = remote::spawn(
+                                backend.clone(),
+                                remote::Holder::Replica,
+                                vhost,
+                                &def.name,
+                                self.config.queue_mailbox,
+                            );
+                            queues.insert(key, h);
+                        }
+                    }
+                }
+            }
+            *self.meta_write() = meta;
+            stopped
+        };
+        for h in stopped {
+            // Out of the registry: the actor only stops and deletes its log
+            // here (the queue went on another node); a proxy just stops.
+            let (reply, _) = tokio::sync::oneshot::channel();
+            h.send_now(QueueRequest::Delete {
+                cond: DeleteIf::default(),
+                reply,
+            });
+        }
+    }
+
+    /// In a cluster: the actor of a queue declared on another node, once
+    /// its log is here. A durable queue this node holds no replica of is
+    /// read here (see [`Self::attach`]). A transient queue of another node
+    /// cannot be used from here yet: that is refused rather than shadowed.
+    pub(super) async fn wait_for_local_queue(
+        &self,
+        vhost: &str,
+        def: &QueueDef,
+    ) -> Result<QueueHandle, AmqpError> {
+        let key = (vhost.to_string(), def.name.clone());
+        let deadline = tokio::time::Instant::now() + REMOTE_QUEUE_WAIT;
+        loop {
+            let found = self.queues.read().get(&key).cloned();
+            if let Some(h) = found {
+                if !h.is_remote() {
+                    return Ok(h);
+                }
+                if is_durable_queue(def) && def.exclusive_owner.is_none() {
+                    return self.attach(vhost, &def.name).await;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AmqpError::new(
+                    code::NOT_IMPLEMENTED,
+                    format!(
+                        "queue '{}' in vhost '{vhost}' is a transient queue of another node \
+                         of the cluster: connect to that node",
+                        def.name
+                    ),
+                ));
+            }
+            if is_durable_queue(def) {
+                self.sync_with_backend().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// In a cluster: makes this node read the log of the durable queue
+    /// `vhost`/`name` that it holds no replica of (it joins the queue's
+    /// group as a reader; see the backend), and returns the local actor
+    /// that then takes the place of the proxy. Consumers and gets are
+    /// served here from then on, exactly as on a replica.
+    pub(super) async fn attach(&self, vhost: &str, name: &str) -> Result<QueueHandle, AmqpError> {
+        let unavailable = |why: String| {
+            AmqpError::new(
+                code::NOT_FOUND,
+                format!(
+                    "queue '{name}' in vhost '{vhost}' is held by other nodes of the cluster, \
+                     and none could be reached: {why}"
+                ),
+            )
+        };
+        let Some(backend) = &self.backend else {
+            return Err(unavailable("no cluster".into()));
+        };
+        let key = (vhost.to_string(), name.to_string());
+        // A queue just declared on another node may not be found at once
+        // (its group starts after the declaration is committed), and one
+        // whose replica here is just starting needs no reading: retried.
+        let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+        let mut attached = false;
+        let mut why = String::new();
+        loop {
+            self.sync_with_backend().await;
+            match self.queues.read().get(&key) {
+                Some(h) if !h.is_remote() => return Ok(h.clone()),
+                Some(_) => {}
+                None => {
+                    return Err(AmqpError::new(
+                        code::NOT_FOUND,
+                        format!("no queue '{name}' in vhost '{vhost}'"),
+                    ));
+                }
+            }
+            if !attached {
+                match backend.attach_queue(vhost, name).await {
+                    Ok(()) => attached = true,
+                    Err(e) => why = e.to_string(),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if attached {
+                    why = "its log did not reach this node".into();
+                }
+                return Err(unavailable(why));
+            }
+            let pause = if attached { 50 } else { 250 };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// The queue, as [`Self::queue_for`] finds it, to consume from, get
+    /// from, purge or delete: a durable queue held by other nodes is read
+    /// here first (see [`Self::attach`]).
+    pub async fn queue_to_use(
+        &self,
+        vhost: &str,
+        name: &str,
+        conn: u64,
+    ) -> Result<QueueHandle, AmqpError> {
+        let h = self.queue_for(vhost, name, conn)?;
+        if h.is_remote()
+            && self
+                .meta
+                .read()
+                .queue(vhost, name)
+                .is_some_and(is_durable_queue)
+        {
+            return self.attach(vhost, name).await;
+        }
+        Ok(h)
+    }
+
+    /// A message handed over by another node for a queue this node holds
+    /// (see [`remote`]); true once the queue took it.
+    pub async fn publish_here(&self, vhost: &str, queue: &str, msg: Message) -> bool {
+        let Some(h) = self
+            .queues
+            .read()
+            .get(&(vhost.to_string(), queue.to_string()))
+            .cloned()
+        else {
+            return false;
+        };
+        if h.is_remote() {
+            // Not held here either: never hand a message on twice.
+            return false;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let confirm = events::ConfirmTo {
+            tx,
+            channel: 0,
+            seq: 0,
+        };
+        let req = QueueRequest::Publish {
+            msg: Arc::new(msg),
+            confirm: Some(confirm),
+        };
+        if !h.send(req).await {
+            return false;
+        }
+        loop {
+            match rx.recv().await {
+                Some(events::ConnEvent::Confirm { ok, .. }) => return ok,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    }
+
+    /// Nodes judged down: their connections are gone, and with them their
+    /// exclusive queues (as in RabbitMQ). Every live node asks; the first
+    /// deletion wins and the others find nothing.
+    async fn drop_exclusive_queues_of(&self, nodes: &std::collections::BTreeSet<u64>) {
+        let orphans: Vec<(String, String)> = {
+            let m = self.meta.read();
+            let mut v = Vec::new();
+            for vhost in m.vhosts() {
+                for def in m.queues(vhost) {
+                    if def
+                        .exclusive_owner
+                        .is_some_and(|o| nodes.contains(&OwnerId(o).node()))
+                    {
+                        v.push((vhost.to_string(), def.name.clone()));
+                    }
+                }
+            }
+            v
+        };
+        for (vhost, name) in orphans {
+            tracing::info!(%vhost, queue = %name, "deleting the exclusive queue of a node judged down");
+            let _ = self.commit(MetaCommand::DeleteQueue { vhost, name }).await;
+        }
+    }
+}
