@@ -25,6 +25,11 @@ impl Cluster {
     /// clients; `None` (after printing why) when the tests run against an
     /// external broker.
     pub async fn start(test: &str, n: u64) -> anyhow::Result<Option<Cluster>> {
+        Self::start_with(test, n, &[]).await
+    }
+
+    /// [`Self::start`] with more `serve` arguments for every node.
+    pub async fn start_with(test: &str, n: u64, extra: &[&str]) -> anyhow::Result<Option<Cluster>> {
         if std::env::var(crate::BROKER_ENV).is_ok() {
             eprintln!("SKIPPED {test}: needs warren nodes it can start and kill");
             return Ok(None);
@@ -37,7 +42,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let starts = ports.iter().enumerate().map(|(i, addr)| {
-            let args: Vec<OsString> = vec![
+            let mut args: Vec<OsString> = vec![
                 "--node-id".into(),
                 (i + 1).to_string().into(),
                 "--peers".into(),
@@ -45,6 +50,7 @@ impl Cluster {
                 "--cluster-listen".into(),
                 addr.to_string().into(),
             ];
+            args.extend(extra.iter().map(OsString::from));
             WarrenProcess::start_with(test, args)
         });
         let mut nodes = Vec::new();

@@ -138,6 +138,7 @@ async fn try_start_limits(
         peers: None,
         replace_replicas_after: 120,
         rebalance_every: 15,
+        release_readers_after: 300,
         advertise: None,
         definitions,
         memory_high_watermark,

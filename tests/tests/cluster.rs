@@ -1100,3 +1100,131 @@ async fn a_node_is_added_and_a_dead_one_removed_with_warren_ctl() -> anyhow::Res
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_queue_is_used_from_every_node_and_goes_with_its_node() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "a_transient_queue_is_used_from_every_node_and_goes_with_its_node";
+    let Some(mut cluster) = Cluster::start(test, 3).await? else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // RabbitMQ's first tutorial, over three nodes: a non-durable queue
+        // declared by the consumer on node 2, again by the producer on
+        // node 3, published to on node 3, consumed on node 1.
+        let c2 = cluster.node(2).connect().await?;
+        let ch2 = c2.create_channel().await?;
+        let plain = QueueDeclareOptions::default();
+        ch2.queue_declare("hello".into(), plain, FieldTable::default())
+            .await?;
+        let line = queue_line(&cluster, 2, "hello").await?;
+        anyhow::ensure!(line.contains("replicas [2] "), "queue line: {line}");
+        let c3 = cluster.node(3).connect().await?;
+        let ch3 = c3.create_channel().await?;
+        wait_until(
+            Duration::from_secs(20),
+            "hello declared on node 3",
+            || async {
+                let ch = c3.create_channel().await.ok()?;
+                ch.queue_declare("hello".into(), plain, FieldTable::default())
+                    .await
+                    .ok()
+            },
+        )
+        .await?;
+        ch3.confirm_select(ConfirmSelectOptions::default()).await?;
+        const N: u64 = 50;
+        for i in 0..N {
+            let c = ch3
+                .basic_publish(
+                    "".into(),
+                    "hello".into(),
+                    BasicPublishOptions::default(),
+                    format!("hello {i}").as_bytes(),
+                    lapin::BasicProperties::default(),
+                )
+                .await?;
+            anyhow::ensure!(matches!(c.await?, Confirmation::Ack(_)), "#{i} nacked");
+        }
+        let c1 = cluster.node(1).connect().await?;
+        let ch1 = c1.create_channel().await?;
+        let mut consumer = consume(&ch1, "hello", BasicConsumeOptions::default()).await?;
+        for i in 0..N {
+            let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .context("a delivery on node 1")?
+                .context("consumer ended")??;
+            anyhow::ensure!(
+                d.data == format!("hello {i}").as_bytes(),
+                "#{i}: {:?}",
+                String::from_utf8_lossy(&d.data)
+            );
+            d.ack(BasicAckOptions::default()).await?;
+        }
+
+        // It lived on node 2: once node 2 restarts, it is gone, as a
+        // RabbitMQ transient queue is after its node restarts.
+        drop(consumer);
+        cluster.node_mut(2).restart().await?;
+        wait_until(Duration::from_secs(30), "hello gone", || async {
+            (!queue_exists(&c1, "hello").await?).then_some(())
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_reader_stops_reading_and_reads_again_when_used() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = "an_unused_reader_stops_reading_and_reads_again_when_used";
+    let Some(cluster) = Cluster::start_with(test, 3, &["--release-readers-after", "2"]).await?
+    else {
+        return Ok(());
+    };
+    with_limit(LIMIT, async {
+        // A classic queue on node 1, consumed on node 2: node 2 reads it.
+        let c1 = cluster.node(1).connect().await?;
+        declare_durable(
+            &c1.create_channel().await?,
+            "lent",
+            warren_e2e::process::text_arg("x-queue-type", "classic"),
+        )
+        .await?;
+        publish_all(&c1, "lent", "one", 20).await?;
+        let c2 = cluster.node(2).connect().await?;
+        wait_for_queue(&c2, "lent").await?;
+        let got = drained_seqs(&c2, "lent", "one").await?;
+        anyhow::ensure!(
+            got == (0..20).collect(),
+            "got {} of 20 on node 2",
+            got.len()
+        );
+        let line = queue_line(&cluster, 1, "lent").await?;
+        anyhow::ensure!(line.contains("readers [2]"), "queue line: {line}");
+
+        // Nothing on node 2 uses it any more: after 2 s node 2 leaves the
+        // queue's group and its copy goes.
+        wait_until(
+            Duration::from_secs(30),
+            "node 2 no longer reading",
+            || async {
+                let line = queue_line(&cluster, 1, "lent").await.ok()?;
+                let gone = queue_line(&cluster, 2, "lent").await.is_err();
+                (!line.contains("readers") && gone).then_some(())
+            },
+        )
+        .await?;
+
+        // Publishing on node 2 still works (handed to node 1), and a
+        // consumer there makes it read the queue again.
+        publish_all(&c2, "lent", "two", 20).await?;
+        let got = drained_seqs(&c2, "lent", "two").await?;
+        anyhow::ensure!(got == (0..20).collect(), "got {} of 20 again", got.len());
+        let line = queue_line(&cluster, 1, "lent").await?;
+        anyhow::ensure!(line.contains("readers [2]"), "queue line: {line}");
+        Ok(())
+    })
+    .await
+}

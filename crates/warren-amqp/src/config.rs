@@ -25,7 +25,14 @@ pub struct ServerConfig {
     /// This node's id in its cluster (1 on its own): the owner ids of its
     /// channels carry it (`OwnerId::node`).
     pub node_id: u64,
+    /// In a cluster: after how long without a consumer, a get or any other
+    /// use here, a node that only reads a queue's log (it holds no replica
+    /// of it) stops reading it; `None`: never.
+    pub release_readers_after: Option<std::time::Duration>,
 }
+
+/// The default of [`ServerConfig::release_readers_after`].
+pub const DEFAULT_RELEASE_READERS_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for ServerConfig {
             memory_high_watermark: default_watermark(),
             max_unconfirmed_per_channel: 1 << 20,
             node_id: 1,
+            release_readers_after: Some(DEFAULT_RELEASE_READERS_AFTER),
         }
     }
 }

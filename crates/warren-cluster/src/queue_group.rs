@@ -208,6 +208,11 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.handle.readers()
     }
 
+    /// Whether this node only reads the group's log (see [`Self::readers`]).
+    pub fn reads_only(&self) -> bool {
+        self.readers().contains(&self.inner.handle.node_id())
+    }
+
     /// Whether `node` is a voter, learner or reader of the group.
     pub fn has_member(&self, node: u64) -> bool {
         self.inner.handle.has_member(node)

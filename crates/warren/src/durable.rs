@@ -126,6 +126,10 @@ impl QueueLog for GroupLog {
     fn leads(&self) -> bool {
         !self.0.clustered() || self.0.is_leader()
     }
+
+    fn reads_only(&self) -> bool {
+        self.0.reads_only()
+    }
 }
 
 impl Backend for NodeBackend {
@@ -189,6 +193,16 @@ impl Backend for NodeBackend {
         let node = self.node.clone();
         let (vhost, name) = (vhost.to_owned(), name.to_owned());
         async move { node.attach_queue(&vhost, &name).await.map_err(store_error) }.boxed()
+    }
+
+    fn detach_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let node = self.node.clone();
+        let (vhost, name) = (vhost.to_owned(), name.to_owned());
+        async move { node.detach_queue(&vhost, &name).await.map_err(store_error) }.boxed()
     }
 
     fn locate_queue(

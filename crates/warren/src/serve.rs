@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// leaderships to voters that lead fewer (0: never).
     #[arg(long, env = "WARREN_REBALANCE_EVERY", default_value_t = 15)]
     pub rebalance_every: u64,
+    /// Seconds after which a node that only reads a queue's log (it holds
+    /// no replica, and joined to serve a consumer here) stops reading it
+    /// once nothing here uses the queue (0: never).
+    #[arg(long, env = "WARREN_RELEASE_READERS_AFTER", default_value_t = 300)]
+    pub release_readers_after: u64,
     /// The cluster address peers should dial, when it differs from --cluster-listen.
     #[arg(long, env = "WARREN_ADVERTISE")]
     pub advertise: Option<String>,
@@ -216,6 +221,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         );
     }
     config.node_id = args.node_id;
+    config.release_readers_after =
+        (args.release_readers_after > 0).then(|| Duration::from_secs(args.release_readers_after));
     let node = match &args.peers {
         None => warren_cluster::Node::open(&args.data_dir, args.node_id)
             .await

@@ -76,6 +76,13 @@ pub trait QueueLog: Send + Sync + 'static {
     fn leads(&self) -> bool {
         true
     }
+
+    /// In a cluster: whether this node only reads the log (it holds no
+    /// replica: it joined to serve consumers here; see
+    /// [`Backend::attach_queue`] and [`Backend::detach_queue`]).
+    fn reads_only(&self) -> bool {
+        false
+    }
 }
 
 /// The node's durable store of metadata and queues.
@@ -129,6 +136,18 @@ pub trait Backend: Send + Sync + 'static {
     fn attach_queue(&self, vhost: &str, name: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let _ = (vhost, name);
         Box::pin(async { Err(StoreError("no cluster: every queue is here".into())) })
+    }
+
+    /// In a cluster: stops reading the log of `vhost`/`name` here (undoes
+    /// [`Self::attach_queue`]: the node leaves the queue's group and its
+    /// copy here is deleted). False if this node does not only read it.
+    fn detach_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let _ = (vhost, name);
+        Box::pin(async { Ok(false) })
     }
 
     /// In a cluster: a node holding a replica of the durable queue

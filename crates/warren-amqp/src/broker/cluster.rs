@@ -10,7 +10,7 @@ use warren_core::meta::{MetaCommand, QueueDef};
 use warren_core::queue::{OwnerId, QueueConfig};
 
 use super::queue::{DeleteIf, QueueHandle, QueueRequest};
-use super::{Broker, events, is_durable_queue, logs_by_queue, remote};
+use super::{Broker, events, logs_by_queue, remote};
 use crate::error::{AmqpError, code};
 
 /// Follows the backend's changes (a cluster's metadata, this node's logs)
@@ -90,6 +90,26 @@ impl Broker {
                     for def in meta.queues(vhost) {
                         let key = (vhost.to_string(), def.name.clone());
                         let proxy = match queues.get(&key) {
+                            Some(h)
+                                if !h.is_remote()
+                                    && self.clustered()
+                                    && self.logged(def)
+                                    && !logs.contains_key(&key) =>
+                            {
+                                // Its log left this node (a reader that
+                                // did not join after all): a proxy again.
+                                let h = remote::spawn(
+                                    backend.clone(),
+                                    remote::Holder::Replica,
+                                    vhost,
+                                    &def.name,
+                                    self.config.queue_mailbox,
+                                );
+                                if let Some(old) = queues.insert(key, h.clone()) {
+                                    old.send_now(QueueRequest::Handover { to: h });
+                                }
+                                continue;
+                            }
                             Some(h) if !h.is_remote() => continue,
                             Some(_) => true,
                             None => false,
@@ -108,9 +128,9 @@ impl Broker {
                             }
                             continue;
                         }
-                        if !is_durable_queue(def) {
-                            // A transient queue of another node: not
-                            // reachable from here yet.
+                        if !self.logged(def) {
+                            // Not in a cluster: a transient queue's actor
+                            // is here already.
                             continue;
                         }
                         if let Some(log) = logs.remove(&key) {
@@ -152,9 +172,10 @@ impl Broker {
     }
 
     /// In a cluster: the actor of a queue declared on another node, once
-    /// its log is here. A durable queue this node holds no replica of is
-    /// read here (see [`Self::attach`]). A transient queue of another node
-    /// cannot be used from here yet: that is refused rather than shadowed.
+    /// its log is here. A queue this node holds no replica of is read here
+    /// (see [`Self::attach`]); an exclusive queue of another node's
+    /// connection cannot be used from here: that is refused rather than
+    /// shadowed.
     pub(super) async fn wait_for_local_queue(
         &self,
         vhost: &str,
@@ -168,7 +189,7 @@ impl Broker {
                 if !h.is_remote() {
                     return Ok(h);
                 }
-                if is_durable_queue(def) && def.exclusive_owner.is_none() {
+                if self.logged(def) {
                     return self.attach(vhost, &def.name).await;
                 }
             }
@@ -176,20 +197,57 @@ impl Broker {
                 return Err(AmqpError::new(
                     code::NOT_IMPLEMENTED,
                     format!(
-                        "queue '{}' in vhost '{vhost}' is a transient queue of another node \
+                        "queue '{}' in vhost '{vhost}' lives in the memory of another node \
                          of the cluster: connect to that node",
                         def.name
                     ),
                 ));
             }
-            if is_durable_queue(def) {
+            if self.logged(def) {
                 self.sync_with_backend().await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 
-    /// In a cluster: makes this node read the log of the durable queue
+    /// In a cluster: this node stops reading the log of `vhost`/`name`,
+    /// unused here for long (asked by its actor, `actor`, which stops): it
+    /// leaves the queue's group (see the backend) and a proxy takes the
+    /// actor's place, as on a node that never read it. `None` if the actor
+    /// is no longer the registered one or the node could not leave.
+    pub(super) async fn release_reader(
+        &self,
+        vhost: &str,
+        name: &str,
+        actor: &QueueHandle,
+    ) -> Option<QueueHandle> {
+        let backend = self.backend.as_ref()?;
+        let _serial = self.meta_serial.lock().await;
+        let key = (vhost.to_string(), name.to_string());
+        if !self.queues.read().get(&key).is_some_and(|h| h.same(actor)) {
+            return None;
+        }
+        match backend.detach_queue(vhost, name).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(%vhost, queue = %name, error = %e, "could not stop reading an unused queue");
+                return None;
+            }
+        }
+        let proxy = remote::spawn(
+            backend.clone(),
+            remote::Holder::Replica,
+            vhost,
+            name,
+            self.config.queue_mailbox,
+        );
+        self.queues.write().insert(key, proxy.clone());
+        tracing::info!(%vhost, queue = %name, "unused here: no longer reading the queue's log on this node");
+        Some(proxy)
+    }
+
+    /// In a cluster: makes this node read the log of the queue
     /// `vhost`/`name` that it holds no replica of (it joins the queue's
     /// group as a reader; see the backend), and returns the local actor
     /// that then takes the place of the proxy. Consumers and gets are
@@ -258,7 +316,7 @@ impl Broker {
                 .meta
                 .read()
                 .queue(vhost, name)
-                .is_some_and(is_durable_queue)
+                .is_some_and(|d| self.logged(d))
         {
             return self.attach(vhost, name).await;
         }

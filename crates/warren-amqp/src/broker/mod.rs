@@ -29,7 +29,7 @@ mod remote;
 pub mod reply_to;
 mod routing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -98,10 +98,15 @@ fn store_error(e: StoreError) -> AmqpError {
     AmqpError::new(code::INTERNAL_ERROR, format!("store failure: {e}"))
 }
 
-/// Whether a queue lives in a durable log: durable and not exclusive
-/// (quorum by default, or classic: a group of one either way).
-fn is_durable_queue(def: &QueueDef) -> bool {
-    def.durable && def.exclusive_owner.is_none()
+/// Whether a queue lives in a log: a durable, non-exclusive queue
+/// (quorum by default, or classic: a group of one either way), and in a
+/// cluster a non-durable, non-exclusive one too: a group of one on the
+/// node that declared it, so that clients on every node can use it
+/// (publishes are handed over, consumers read its log), deleted when that
+/// node restarts. An exclusive queue lives in its connection's node's
+/// memory.
+fn in_log(def: &QueueDef, clustered: bool) -> bool {
+    def.exclusive_owner.is_none() && (def.durable || clustered)
 }
 
 /// The queue logs the backend holds, by the queue each one holds.
@@ -166,17 +171,28 @@ impl Broker {
         let meta = backend.meta();
         let clustered = backend.changes().is_some();
         let node = config.node_id;
-        // In a cluster only this node's exclusive queues died with it;
-        // other nodes' transient queues and exchanges live on.
-        let gone_with_node = |d: &QueueDef| {
-            !clustered || d.exclusive_owner.is_some_and(|o| OwnerId(o).node() == node)
+        // In a cluster only this node's exclusive queues, and the
+        // non-durable queues whose log (a group of one) is here, died with
+        // it; other nodes' transient queues and exchanges live on.
+        let held_here: BTreeSet<QueueKey> = if clustered {
+            logs_by_queue(backend.as_ref()).into_keys().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let gone_with_node = |vhost: &str, d: &QueueDef| {
+            if !clustered {
+                return !in_log(d, false);
+            }
+            match d.exclusive_owner {
+                Some(o) => OwnerId(o).node() == node,
+                None => !d.durable && held_here.contains(&(vhost.to_string(), d.name.clone())),
+            }
         };
         let mut transient = Vec::new();
+        let mut dropped_here = BTreeSet::new();
         for vhost in meta.vhosts() {
-            for def in meta
-                .queues(vhost)
-                .filter(|d| !is_durable_queue(d) && gone_with_node(d))
-            {
+            for def in meta.queues(vhost).filter(|d| gone_with_node(vhost, d)) {
+                dropped_here.insert((vhost.to_string(), def.name.clone()));
                 transient.push(MetaCommand::DeleteQueue {
                     vhost: vhost.to_string(),
                     name: def.name.clone(),
@@ -234,7 +250,7 @@ impl Broker {
         // cluster this node's metadata may not have caught up yet: a log
         // is only removed once the queue is seen going (see `follow`).
         for (key, log) in logs {
-            if clustered {
+            if clustered && !dropped_here.contains(&key) {
                 tracing::info!(vhost = %key.0, queue = %key.1, "a queue log with no queue in the metadata yet");
                 continue;
             }
@@ -358,6 +374,11 @@ impl Broker {
     /// Whether the backend is a cluster (other nodes change the metadata).
     fn clustered(&self) -> bool {
         self.clustered
+    }
+
+    /// Whether the queue `def` lives in a log here (see [`in_log`]).
+    fn logged(&self, def: &QueueDef) -> bool {
+        in_log(def, self.clustered())
     }
 
     /// A fresh id for a connection or a channel (an `OwnerId`).

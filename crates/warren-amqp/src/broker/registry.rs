@@ -10,7 +10,7 @@ use warren_core::queue::QueueConfig;
 use super::backend::QueueLog;
 use super::deadletter::DeadLetterTarget;
 use super::queue::{self, DeleteIf, QueueHandle, QueueRequest, QueueSpawn};
-use super::{Broker, Declared, is_durable_queue, store_error};
+use super::{Broker, Declared, store_error};
 use crate::error::{AmqpError, code};
 
 impl Broker {
@@ -42,7 +42,7 @@ impl Broker {
                 let reply = self.commit_serialised(backend, cmd).await?;
                 let existing = self.queues.read().get(&key).cloned();
                 match (reply, existing) {
-                    (MetaReply::Existed, Some(h)) if h.is_remote() && is_durable_queue(&def) => {
+                    (MetaReply::Existed, Some(h)) if h.is_remote() && self.logged(&def) => {
                         drop(serial);
                         self.attach(vhost, &name).await?
                     }
@@ -54,7 +54,7 @@ impl Broker {
                         self.wait_for_local_queue(vhost, &def).await?
                     }
                     _ => {
-                        let log = if is_durable_queue(&def) {
+                        let log = if self.logged(&def) {
                             let replicas = def.declared_replicas();
                             match backend
                                 .create_queue(vhost, &name, config.clone(), replicas)

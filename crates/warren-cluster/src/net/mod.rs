@@ -140,9 +140,14 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     /// that came back learns who leads, and a leader that was superseded
     /// meanwhile learns it from the answers and steps down.
     fn heartbeat(&self) -> BoxFuture<'static, ()>;
-    /// Adds `node` to the group as a reader (a learner that never votes);
-    /// only the leader can: otherwise the answer names the leader it knows.
-    fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>>;
+    /// Adds `node` to the group as a reader (a learner that never votes),
+    /// or with `leave` takes the reader `node` out of it; only the leader
+    /// can: otherwise the answer names the leader it knows.
+    fn add_reader(
+        &self,
+        node: u64,
+        leave: bool,
+    ) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>>;
     /// As the group's leader, hands the leadership to the voter `to`
     /// (it stands once it holds this node's log; ignored by a follower).
     fn transfer_to(&self, to: u64) -> BoxFuture<'static, ()>;
@@ -545,17 +550,20 @@ impl Net {
     }
 
     /// Asks `node` (the leader of `group`, as far as this node knows) to
-    /// add this node to the group as a reader.
+    /// add this node to the group as a reader (or with `leave`, to take
+    /// this node, a reader, out of it).
     pub(crate) async fn add_reader(
         &self,
         node: u64,
         group: GroupId,
         timeout: Duration,
+        leave: bool,
     ) -> Result<rpc::AddReaderResponse, NetError> {
         let mut client = self.client(node)?;
         let mut req = tonic::Request::new(rpc::AddReaderRequest {
             group_id: group,
             node: self.node_id,
+            leave,
         });
         req.set_timeout(timeout);
         client

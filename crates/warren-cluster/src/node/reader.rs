@@ -126,6 +126,28 @@ impl<S: LogStore> Node<S> {
                     .ok_or(ClusterError::NoSuchGroup(found.group))?
             }
         };
+        let joined = self.join_as_reader(&net, &q, &found).await;
+        if joined.is_err() && !q.has_member(me) {
+            // Not a member after all: the empty replica started above
+            // goes, so that nothing here takes it for the queue.
+            let _ = self.delete_queue(found.group).await;
+        }
+        joined?;
+        tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
+        Ok(())
+    }
+
+    /// Asks the group's leader (found through `found`) to add this node,
+    /// whose empty replica `q` runs, as a reader; returns once `q` applied
+    /// the log up to its joining.
+    async fn join_as_reader(
+        &self,
+        net: &std::sync::Arc<crate::net::Net>,
+        q: &crate::QueueGroup<S>,
+        found: &FoundQueue,
+    ) -> Result<(), ClusterError> {
+        let me = self.inner.node_id;
+        let (vhost, name) = q.identity();
         let mut candidates: Vec<u64> = found.leader.into_iter().collect();
         candidates.extend(found.voters.iter().copied());
         candidates.retain(|n| *n != me);
@@ -139,7 +161,7 @@ impl<S: LogStore> Node<S> {
         let mut turn = 0;
         let mut target = candidates[0];
         loop {
-            let next = match net.add_reader(target, found.group, ASK).await {
+            let next = match net.add_reader(target, found.group, ASK, false).await {
                 Ok(r) => match r.not_leader {
                     None => break,
                     Some(n) => n.leader.filter(|l| *l != me),
@@ -162,9 +184,54 @@ impl<S: LogStore> Node<S> {
             tokio::time::sleep(RETRY).await;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        q.wait_member(left.max(ASK)).await?;
-        tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
-        Ok(())
+        q.wait_member(left.max(ASK)).await
+    }
+
+    /// Stops reading `vhost`/`name` here (its consumers here are gone):
+    /// this node, a reader of the queue's group, leaves it (asked of the
+    /// leader), then its replica here is deleted. False if this node is
+    /// not a reader of the queue (it holds a replica, or nothing).
+    pub async fn detach_queue(&self, vhost: &str, name: &str) -> Result<bool, ClusterError> {
+        let me = self.inner.node_id;
+        let Some(q) = self.local_queue(vhost, name) else {
+            return Ok(false);
+        };
+        if !q.readers().contains(&me) {
+            return Ok(false);
+        }
+        let net = self.net()?.clone();
+        let group = q.group();
+        let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+        let mut target = q.leader();
+        loop {
+            if let Some(t) = target.filter(|t| *t != me) {
+                match net.add_reader(t, group, ASK, true).await {
+                    Ok(r) => match r.not_leader {
+                        None => break,
+                        Some(n) => target = n.leader,
+                    },
+                    Err(e) if e.refused() => return Err(ClusterError::Transport(e.to_string())),
+                    Err(e) => {
+                        tracing::debug!(group, target = t, error = %e, "leave as reader");
+                        target = None;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NotLeader {
+                    group,
+                    leader: q.leader(),
+                });
+            }
+            tokio::time::sleep(RETRY).await;
+            if target.is_none() {
+                target = q.leader();
+            }
+        }
+        // Out of the group: the leader replicates to it no more.
+        self.delete_queue(group).await?;
+        tracing::info!(group, queue = %name, %vhost, "no longer reading the queue's log here");
+        Ok(true)
     }
 
     /// Makes node `to`, a voter of the queue's group, lead `vhost`/`name`

@@ -194,7 +194,11 @@ where
         })
     }
 
-    fn add_reader(&self, node: u64) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>> {
+    fn add_reader(
+        &self,
+        node: u64,
+        leave: bool,
+    ) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>> {
         let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
         let addr = self.net.addr(node);
         Box::pin(async move {
@@ -211,11 +215,18 @@ where
             if !raft.is_leader() {
                 return refused(raft.current_leader().await);
             }
-            let member = {
+            let (member, reader) = {
                 let metrics = raft.metrics();
                 let m = metrics.borrow_watched();
-                m.membership_config.membership().get_node(&node).is_some()
+                let entry = m.membership_config.membership().get_node(&node).cloned();
+                (
+                    entry.is_some(),
+                    entry.as_ref().is_some_and(super::is_reader),
+                )
             };
+            if leave {
+                return leave_group(&raft, group, lease, node, member, reader).await;
+            }
             if member {
                 // Already a voter, a learner, or a reader: nothing to add.
                 return Ok(rpc::AddReaderResponse { not_leader: None });
@@ -311,5 +322,49 @@ where
                 results,
             }
         })
+    }
+}
+
+/// The leader's side of a reader leaving its queue's group: it is taken out
+/// (nothing to do if it is not a member; refused if it holds a replica).
+async fn leave_group<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    group: GroupId,
+    lease: Option<std::time::Duration>,
+    node: u64,
+    member: bool,
+    reader: bool,
+) -> Result<rpc::AddReaderResponse, Status> {
+    if !member {
+        return Ok(rpc::AddReaderResponse { not_leader: None });
+    }
+    if !reader {
+        return Err(Status::failed_precondition(format!(
+            "group {group}: node {node} holds a replica, it is not a reader"
+        )));
+    }
+    if let Some(lease) = lease
+        && !renew_lease(raft, lease).await
+    {
+        return Ok(rpc::AddReaderResponse {
+            not_leader: Some(not_leader(None)),
+        });
+    }
+    match raft
+        .change_membership(openraft::ChangeMembers::RemoveNodes([node].into()), false)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(group, node, "a reader left the queue group");
+            Ok(rpc::AddReaderResponse { not_leader: None })
+        }
+        Err(e) => match e.forward_to_leader() {
+            Some(f) => Ok(rpc::AddReaderResponse {
+                not_leader: Some(not_leader(f.leader_id)),
+            }),
+            None => Err(Status::unavailable(format!(
+                "group {group}: removing reader {node} failed: {e}"
+            ))),
+        },
     }
 }

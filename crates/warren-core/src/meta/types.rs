@@ -76,11 +76,11 @@ pub const DEFAULT_QUORUM_REPLICAS: u32 = 3;
 
 impl QueueDef {
     /// How many nodes the queue's log is replicated on, as declared: a
-    /// classic queue has one; a quorum queue `x-quorum-initial-group-size`
-    /// (`None`: not given).
+    /// classic queue, and a non-durable one (it lives on its node), has
+    /// one; a quorum queue `x-quorum-initial-group-size` (`None`: not given).
     pub fn declared_replicas(&self) -> Option<u32> {
         let arg = |k: &str| self.arguments.get(k);
-        if arg("x-queue-type").and_then(|v| v.as_str()) == Some("classic") {
+        if !self.durable || arg("x-queue-type").and_then(|v| v.as_str()) == Some("classic") {
             return Some(1);
         }
         arg("x-quorum-initial-group-size")
@@ -123,4 +123,42 @@ pub struct BindingDef {
     pub destination: Destination,
     pub routing_key: String,
     pub arguments: Table,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn def(durable: bool, args: &[(&str, Value)]) -> QueueDef {
+        let mut arguments = Table::default();
+        for (k, v) in args {
+            arguments.insert((*k).to_owned(), v.clone());
+        }
+        QueueDef {
+            name: "q".into(),
+            durable,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments,
+        }
+    }
+
+    #[test]
+    fn replicas_as_declared() {
+        assert_eq!(def(true, &[]).declared_replicas(), None);
+        assert_eq!(def(true, &[]).replicas(), DEFAULT_QUORUM_REPLICAS);
+        let classic = [(
+            "x-queue-type",
+            Value::LongString(bytes::Bytes::from_static(b"classic")),
+        )];
+        assert_eq!(def(true, &classic).replicas(), 1);
+        let five = [("x-quorum-initial-group-size", Value::I32(5))];
+        assert_eq!(def(true, &five).replicas(), 5);
+        assert_eq!(
+            def(false, &[]).replicas(),
+            1,
+            "a transient queue lives on one node"
+        );
+    }
 }

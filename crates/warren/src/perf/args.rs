@@ -66,6 +66,11 @@ pub struct PerfArgs {
     /// URI(s) for consumer connections only (default: --uri).
     #[arg(long = "consume-uri", value_name = "URI")]
     pub consume_uri: Vec<String>,
+    /// URI of the connection that declares and deletes the queue (default:
+    /// the first consumer's). In a cluster the queue's leader is the node
+    /// it was declared on, so this places it apart from the consumers.
+    #[arg(long = "declare-uri", value_name = "URI")]
+    pub declare_uri: Option<String>,
     /// Number of producers, one connection each.
     #[arg(short = 'x', long, default_value_t = 1)]
     pub producers: u32,
@@ -189,10 +194,12 @@ impl PerfArgs {
         pick(&self.consume_uri, &self.uri, i)
     }
 
-    /// URI used to declare and delete the queue: where consumers go, since they
-    /// need it first.
+    /// URI used to declare and delete the queue: --declare-uri, else where
+    /// consumers go, since they need it first.
     pub fn admin_uri(&self) -> &str {
-        self.consumer_uri(0)
+        self.declare_uri
+            .as_deref()
+            .unwrap_or_else(|| self.consumer_uri(0))
     }
 
     /// Whether messages are published with delivery_mode = 2.
@@ -344,6 +351,10 @@ mod tests {
         let b = parse(&["--consume-uri", "amqp://c"]).unwrap();
         assert_eq!(b.consumer_uri(3), "amqp://c");
         assert_eq!(b.producer_uri(3), DEFAULT_URI);
+        assert_eq!(b.admin_uri(), "amqp://c");
+        let d = parse(&["--consume-uri", "amqp://c", "--declare-uri", "amqp://d"]).unwrap();
+        assert_eq!(d.admin_uri(), "amqp://d");
+        assert_eq!(d.consumer_uri(0), "amqp://c");
     }
 
     #[test]

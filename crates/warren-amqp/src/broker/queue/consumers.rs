@@ -116,6 +116,56 @@ impl Actor {
         }
     }
 
+    /// In a cluster, on a node that only reads the queue's log (it joined
+    /// the queue's group to serve consumers here): once nothing here has
+    /// used the queue for `release_readers_after` (no consumer, no message
+    /// held by this node's channels, no request but publishes), the node
+    /// stops reading it and a proxy takes this actor's place (see
+    /// `Broker::release_reader`). Checked at most once a second.
+    pub(super) async fn release_if_idle(&mut self) -> Flow {
+        let Driver::Log { log, in_flight, .. } = &self.driver else {
+            return Flow::Continue;
+        };
+        if !log.clustered() || self.last_idle_check.elapsed() < LOST_CHECK_EVERY {
+            return Flow::Continue;
+        }
+        self.last_idle_check = Instant::now();
+        let Some(broker) = self.broker.upgrade() else {
+            return Flow::Continue;
+        };
+        let Some(after) = broker.config().release_readers_after else {
+            return Flow::Continue;
+        };
+        if self.last_used.elapsed() < after
+            || !self.no_ack.is_empty()
+            || !in_flight.is_empty()
+            || !self.resubmit.is_empty()
+            || !log.reads_only()
+        {
+            return Flow::Continue;
+        }
+        let node = broker.config().node_id;
+        let mut held = false;
+        log.with_state(&mut |s| held = s.owners().iter().any(|o| o.node() == node));
+        if held {
+            return Flow::Continue;
+        }
+        match broker
+            .release_reader(&self.spec.vhost, &self.spec.name, &self.me)
+            .await
+        {
+            Some(proxy) => {
+                self.successor = Some(proxy);
+                Flow::Stop
+            }
+            None => {
+                // Not now: try again after another idle spell.
+                self.last_used = Instant::now();
+                Flow::Continue
+            }
+        }
+    }
+
     /// Tells every consumer's channel that the server cancelled it.
     pub(super) fn cancel_all_consumers(&mut self) {
         for key in self.no_ack.keys() {

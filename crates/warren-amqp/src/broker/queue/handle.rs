@@ -106,6 +106,12 @@ pub enum QueueRequest {
         cond: DeleteIf,
         reply: oneshot::Sender<Result<u64, AmqpError>>,
     },
+    /// In a cluster: the queue's log left this node (this node stopped
+    /// reading it); the actor cancels its consumers here and stops, and
+    /// what is still in its mailbox goes to `to`, the proxy in its place.
+    Handover {
+        to: QueueHandle,
+    },
 }
 
 impl QueueHandle {

@@ -94,6 +94,8 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
         had_consumer: false,
         missing: BTreeMap::new(),
         last_lost_check: Instant::now(),
+        last_idle_check: Instant::now(),
+        successor: None,
         resubmit: Vec::new(),
         last_used: Instant::now(),
         me: handle.clone(),
@@ -178,6 +180,11 @@ struct Actor {
     /// when (see [`Actor::cancel_lost_consumers`]).
     missing: BTreeMap<ConsumerKey, Instant>,
     last_lost_check: Instant,
+    /// When [`Actor::release_if_idle`] last looked.
+    last_idle_check: Instant,
+    /// The proxy that took this actor's place when this node stopped
+    /// reading the queue: what is still in the mailbox goes there.
+    successor: Option<QueueHandle>,
     /// Settlements to submit again, and when (see `Then::Again`).
     resubmit: Vec<(Instant, Command<Arc<Message>>, Then)>,
     /// Last consume/get/declare/cancel, for `x-expires`.
@@ -198,10 +205,14 @@ impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<QueueRequest>) {
         self.recover().await;
         self.serve(&mut rx).await;
-        // Whatever is still queued for us is answered as orphaned.
+        // Whatever is still queued for us goes to the proxy that took
+        // over, or is answered as orphaned (the queue is gone).
         rx.close();
         while let Ok(req) = rx.try_recv() {
-            answer_orphan(req);
+            match &self.successor {
+                Some(next) => next.send_now(req),
+                None => answer_orphan(req),
+            }
         }
     }
 
@@ -268,6 +279,9 @@ impl Actor {
                 }
             }
             self.cancel_lost_consumers();
+            if self.release_if_idle().await == Flow::Stop {
+                return;
+            }
             self.grant_credit().await;
         }
     }

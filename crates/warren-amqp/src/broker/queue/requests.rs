@@ -227,6 +227,11 @@ impl Actor {
             QueueRequest::Delete { cond, reply } => {
                 self.barrier(Then::Delete { cond, reply }).await
             }
+            QueueRequest::Handover { to } => {
+                self.cancel_all_consumers();
+                self.successor = Some(to);
+                Flow::Stop
+            }
         }
     }
 }
