@@ -98,6 +98,7 @@ impl Broker {
                             {
                                 // Its log left this node (a reader that
                                 // did not join after all): a proxy again.
+                                tracing::info!(%vhost, queue = %def.name, "the queue's log left this node: a proxy takes its actor's place");
                                 let h = remote::spawn(
                                     backend.clone(),
                                     remote::Holder::Replica,
