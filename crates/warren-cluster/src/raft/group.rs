@@ -130,10 +130,18 @@ pub(crate) async fn renew_lease<SM: RaftStateMachine<C>>(
     lease: Duration,
 ) -> bool {
     let fresh = |m: &openraft::RaftMetrics<C>| {
+        // A leader that is the group's only voter is a quorum by itself
+        // (openraft's own lease check says so too); nobody acknowledges
+        // it, so its acknowledged time would never be recent.
+        let alone = {
+            let mut voters = m.membership_config.membership().voter_ids();
+            voters.next() == Some(m.id) && voters.next().is_none()
+        };
         m.state == openraft::ServerState::Leader
-            && m.last_quorum_acked
-                .as_ref()
-                .is_some_and(|a| a.elapsed() < lease / 2)
+            && (alone
+                || m.last_quorum_acked
+                    .as_ref()
+                    .is_some_and(|a| a.elapsed() < lease / 2))
     };
     if fresh(&raft.metrics().borrow_watched()) {
         return true;
