@@ -220,6 +220,12 @@ fn config(group: GroupId, queue: bool, timers: Timers) -> Result<Config, Cluster
         let lease = (down_after.as_millis() as u64).max(MIN_LEASE_MS);
         c.election_timeout_max = lease;
         c.election_timeout_min = lease / 2 + 1;
+        // With heartbeats off, the interval is only the timeout of an
+        // append (and of a renewal's heartbeat). 100 ms timed out appends
+        // a follower was still writing under full load (3 nodes on one
+        // disk: hundreds of timeouts in 30 s), so acknowledgements came
+        // late, the lease lapsed, and the leader refused writes (nacks).
+        c.heartbeat_interval = lease / 3;
     }
     c.validate().map_err(raft_err)
 }
