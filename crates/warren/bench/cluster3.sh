@@ -4,7 +4,7 @@
 #
 #   crates/warren/bench/cluster3.sh warren BIN OUT   # three `warren serve` on 127.0.0.1
 #   crates/warren/bench/cluster3.sh rabbit BIN OUT   # a RabbitMQ cluster already running
-#                                                    # with AMQP on 5681-5683
+#                                                    # with AMQP on 5681-5683 (rabbitmq3.sh)
 # BIN is a release `warren` binary (its `perf` drives both brokers). Each
 # row's JSON (warren perf --json) and the CPU/RSS samples land in OUT.
 # Needs python3 with pika for the idle-queue row (tests/python/.venv has it).
@@ -32,7 +32,7 @@ if [ "$kind" = warren ]; then
 else
     base=568
     pid_of() { cat "/var/tmp/rmq/$1/mnesia/rabbit$1@$(hostname -s).pid"; }
-    start_node() { /var/tmp/rmq/restart3.sh >/dev/null; }
+    start_node() { "$here/rabbitmq3.sh" start >/dev/null; }
 fi
 u() { echo "amqp://guest:guest@127.0.0.1:$base$1/%2f"; }
 
@@ -59,9 +59,16 @@ wait $perf || true
 start_node 1
 sleep 10
 
-# Idle queues: 10 000 quorum queues declared on node 1 (3 replicas each),
-# then CPU and RSS of every node over 60 s of idleness.
-"$py" "$here/idle_queues.py" "$(u 1)" "${IDLE_QUEUES:-10000}" >"$out/idle-declare.txt" 2>&1
+# Idle queues: IDLE_QUEUES (default 10 000) quorum queues declared on
+# node 1 (3 replicas each), then CPU and RSS of every node over 60 s of
+# idleness. IDLE_QUEUES=0 skips it.
+if [ "${IDLE_QUEUES:-10000}" = 0 ]; then
+    if [ "$kind" = warren ]; then
+        for i in 1 2 3; do kill "$(pid_of $i)" 2>/dev/null || true; done
+    fi
+    exit 0
+fi
+"$py" "$here/idle_queues.py" "$(u 1)" "${IDLE_QUEUES:-10000}" >"$out/idle-declare.txt" 2>&1 || true
 sleep 20
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
