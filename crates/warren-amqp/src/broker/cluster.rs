@@ -9,6 +9,7 @@ use warren_core::message::Message;
 use warren_core::meta::{MetaCommand, QueueDef};
 use warren_core::queue::{OwnerId, QueueConfig};
 
+use super::backend::Backend;
 use super::queue::{DeleteIf, QueueHandle, QueueRequest};
 use super::{Broker, events, logs_by_queue, remote};
 use crate::error::{AmqpError, code};
@@ -99,13 +100,7 @@ impl Broker {
                                 // Its log left this node (a reader that
                                 // did not join after all): a proxy again.
                                 tracing::info!(%vhost, queue = %def.name, "the queue's log left this node: a proxy takes its actor's place");
-                                let h = remote::spawn(
-                                    backend.clone(),
-                                    remote::Holder::Replica,
-                                    vhost,
-                                    &def.name,
-                                    self.config.queue_mailbox,
-                                );
+                                let h = self.replica_proxy(backend, vhost, &def.name);
                                 if let Some(old) = queues.insert(key, h.clone()) {
                                     old.send_now(QueueRequest::Handover { to: h });
                                 }
@@ -146,13 +141,7 @@ impl Broker {
                         } else if !proxy && self.clustered() {
                             // Held by other nodes only: publishes are handed
                             // to one of them.
-                            let h = remote::spawn(
-                                backend.clone(),
-                                remote::Holder::Replica,
-                                vhost,
-                                &def.name,
-                                self.config.queue_mailbox,
-                            );
+                            let h = self.replica_proxy(backend, vhost, &def.name);
                             queues.insert(key, h);
                         }
                     }
@@ -211,6 +200,18 @@ impl Broker {
         }
     }
 
+    /// A proxy of the queue `vhost`/`name` held by other nodes: publishes
+    /// are handed to one holding a replica.
+    fn replica_proxy(&self, backend: &Arc<dyn Backend>, vhost: &str, name: &str) -> QueueHandle {
+        remote::spawn(
+            backend.clone(),
+            remote::Holder::Replica,
+            vhost,
+            name,
+            self.config.queue_mailbox,
+        )
+    }
+
     /// In a cluster: this node stops reading the log of `vhost`/`name`,
     /// unused here for long (asked by its actor, `actor`, which stops): it
     /// leaves the queue's group (see the backend) and a proxy takes the
@@ -236,13 +237,7 @@ impl Broker {
                 return None;
             }
         }
-        let proxy = remote::spawn(
-            backend.clone(),
-            remote::Holder::Replica,
-            vhost,
-            name,
-            self.config.queue_mailbox,
-        );
+        let proxy = self.replica_proxy(backend, vhost, name);
         self.queues.write().insert(key, proxy.clone());
         tracing::info!(%vhost, queue = %name, "unused here: no longer reading the queue's log on this node");
         Some(proxy)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::async_runtime::WatchReceiver as _;
 use openraft::storage::RaftStateMachine;
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Raft};
 
 use super::group::raft_err;
 use super::{GroupHandle, TypeConfig};
@@ -83,21 +83,31 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
     /// (this node must lead).
     pub(crate) async fn remove_nodes(&self, nodes: BTreeSet<u64>) -> Result<(), ClusterError> {
         let voters = self.members_now().voters;
-        let (voting, learning): (BTreeSet<u64>, BTreeSet<u64>) =
-            nodes.into_iter().partition(|n| voters.contains(n));
-        if !voting.is_empty() {
-            // Not retained as learners: gone from the membership.
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(voting), false)
-                .await
-                .map_err(raft_err)?;
-        }
-        if !learning.is_empty() {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(learning), false)
-                .await
-                .map_err(raft_err)?;
-        }
-        Ok(())
+        remove_members(&self.raft, &voters, nodes)
+            .await
+            .map_err(raft_err)
     }
+}
+
+/// Takes `nodes` out of the membership whose voters are `voters`
+/// (this node must lead): the voters among them first, not kept as
+/// learners, then the learners and readers.
+pub(super) async fn remove_members<SM: RaftStateMachine<C>>(
+    raft: &Raft<C, SM>,
+    voters: &BTreeSet<u64>,
+    nodes: BTreeSet<u64>,
+) -> Result<(), String> {
+    let (voting, others): (BTreeSet<u64>, BTreeSet<u64>) =
+        nodes.into_iter().partition(|n| voters.contains(n));
+    if !voting.is_empty() {
+        raft.change_membership(ChangeMembers::RemoveVoters(voting.clone()), false)
+            .await
+            .map_err(|e| format!("removing voters {voting:?}: {e}"))?;
+    }
+    if !others.is_empty() {
+        raft.change_membership(ChangeMembers::RemoveNodes(others.clone()), false)
+            .await
+            .map_err(|e| format!("removing learners {others:?}: {e}"))?;
+    }
+    Ok(())
 }

@@ -381,9 +381,7 @@ async fn drop_removed<SM: RaftStateMachine<C>>(
     voters: &BTreeSet<u64>,
     removed: BTreeSet<u64>,
 ) -> Result<(), String> {
-    let (voting, others): (BTreeSet<u64>, BTreeSet<u64>) =
-        removed.iter().partition(|id| voters.contains(id));
-    if voting.len() == voters.len() {
+    if voters.iter().all(|v| removed.contains(v)) {
         return Ok(());
     }
     tracing::warn!(
@@ -394,17 +392,7 @@ async fn drop_removed<SM: RaftStateMachine<C>>(
     if !writable(raft, lease).await {
         return Err("this node's leader lease could not be renewed".into());
     }
-    if !voting.is_empty() {
-        raft.change_membership(openraft::ChangeMembers::RemoveVoters(voting.clone()), false)
-            .await
-            .map_err(|e| format!("removing voters {voting:?}: {e}"))?;
-    }
-    if !others.is_empty() {
-        raft.change_membership(openraft::ChangeMembers::RemoveNodes(others.clone()), false)
-            .await
-            .map_err(|e| format!("removing learners {others:?}: {e}"))?;
-    }
-    Ok(())
+    super::membership::remove_members(raft, voters, removed).await
 }
 
 /// `node`'s membership entry as a reader.
