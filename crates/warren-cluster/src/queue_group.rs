@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
+use openraft::async_runtime::WatchReceiver as _;
 use parking_lot::Mutex;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
@@ -161,6 +162,13 @@ impl<S: LogStore> QueueGroup<S> {
     /// Whether this node leads the group.
     pub fn is_leader(&self) -> bool {
         self.inner.handle.is_leader()
+    }
+
+    /// Yields whenever this node may have begun or ceased to lead the
+    /// group (any change of its leader, vote, state or membership here);
+    /// ends when the group stops.
+    pub fn leader_changes(&self) -> futures::stream::BoxStream<'static, ()> {
+        self.inner.handle.view_changes()
     }
 
     /// Whether the group runs in a cluster (its members may be on other
@@ -401,8 +409,13 @@ impl<S: LogStore> Inner<S> {
                 c.scheduled = false;
                 c.last = Some(Instant::now());
             }
-            if let Err(e) = r {
-                tracing::debug!(group = inner.handle.group, error = %e, "queue log compaction");
+            match r {
+                // Entries appended while it ran may be due too (an idle
+                // leader proposes nothing that would look again).
+                Ok(()) => inner.compact(),
+                Err(e) => {
+                    tracing::debug!(group = inner.handle.group, error = %e, "queue log compaction");
+                }
             }
         });
     }
@@ -464,19 +477,25 @@ impl<S: LogStore> Inner<S> {
     }
 }
 
-/// How often a replica that does not lead checks whether its log is due
-/// for compaction (the leader checks after each of its proposals).
+/// How often at most a replica that does not lead checks whether its log
+/// is due for compaction (the leader checks after each of its proposals).
 const FOLLOWER_COMPACTION_EVERY: Duration = Duration::from_secs(1);
 
 /// Compacts a replica's log while it follows: nothing it proposes
-/// triggers [`Inner::compact`] there.
+/// triggers [`Inner::compact`] there. Woken by the replica's progress
+/// (appends, applies), at most every [`FOLLOWER_COMPACTION_EVERY`]: an
+/// idle replica costs nothing.
 async fn follower_compaction<S: LogStore>(group: Weak<Inner<S>>) {
-    loop {
-        tokio::time::sleep(FOLLOWER_COMPACTION_EVERY).await;
+    let Some(mut progress) = group.upgrade().map(|g| g.handle.data_changes()) else {
+        return;
+    };
+    while progress.changed().await.is_ok() {
         let Some(inner) = group.upgrade() else { return };
         if !inner.handle.is_leader() {
             inner.compact();
         }
+        drop(inner);
+        tokio::time::sleep(FOLLOWER_COMPACTION_EVERY).await;
     }
 }
 

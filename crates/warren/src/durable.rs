@@ -123,6 +123,10 @@ impl QueueLog for GroupLog {
         self.0.local_effects()
     }
 
+    fn leader_changes(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        self.0.clustered().then(|| self.0.leader_changes())
+    }
+
     fn leads(&self) -> bool {
         !self.0.clustered() || self.0.is_leader()
     }

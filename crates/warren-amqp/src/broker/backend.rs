@@ -77,6 +77,13 @@ pub trait QueueLog: Send + Sync + 'static {
         true
     }
 
+    /// In a cluster: yields whenever [`Self::leads`] may have changed (taken
+    /// by the queue's actor, which otherwise need not wake to look); ends
+    /// when the log stops.
+    fn leader_changes(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        None
+    }
+
     /// In a cluster: whether this node only reads the log (it holds no
     /// replica: it joined to serve consumers here; see
     /// [`Backend::attach_queue`] and [`Backend::detach_queue`]).

@@ -228,6 +228,14 @@ pub(crate) struct Net {
     replace_after: Option<Duration>,
     /// The same set, for whoever follows its changes (the broker).
     down_watch: tokio::sync::watch::Sender<BTreeSet<u64>>,
+    /// Bumped whenever a peer is judged down or up, or the peer table
+    /// changes: what wakes each queue group's repair loop (`raft::repair`),
+    /// which otherwise sleeps.
+    topology: tokio::sync::watch::Sender<u64>,
+    /// The groups whose leader, vote, state or membership changed since
+    /// the failure detector last looked (see `node::detector`): it
+    /// re-examines those, not every group, each round.
+    changed: Mutex<BTreeSet<GroupId>>,
 }
 
 impl Net {
@@ -257,6 +265,8 @@ impl Net {
             down_since: Mutex::new(BTreeMap::new()),
             replace_after,
             down_watch: tokio::sync::watch::Sender::new(BTreeSet::new()),
+            topology: tokio::sync::watch::Sender::new(0),
+            changed: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -280,7 +290,24 @@ impl Net {
                 since.remove(&node);
             }
             self.down_watch.send_replace(set.clone());
+            self.topology.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Follows the changes of the peers' health and of the peer table.
+    pub(crate) fn topology_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.topology.subscribe()
+    }
+
+    /// Records that `group`'s view (leader, vote, state, membership)
+    /// changed on this node.
+    pub(crate) fn view_changed(&self, group: GroupId) {
+        self.changed.lock().insert(group);
+    }
+
+    /// The groups whose view changed since the last call.
+    pub(crate) fn take_changed(&self) -> BTreeSet<GroupId> {
+        std::mem::take(&mut *self.changed.lock())
     }
 
     /// How long `node` has been judged down (`None`: it is not).
@@ -373,6 +400,9 @@ impl Net {
         if old.is_some_and(|a| a != addr) {
             self.channels.lock().remove(&node);
         }
+        if old != Some(addr) {
+            self.topology.send_modify(|n| *n += 1);
+        }
     }
 
     /// Replaces the peer table with `table`, as the metadata membership
@@ -412,6 +442,9 @@ impl Net {
         }
         for n in &removed {
             self.set_down(*n, false);
+        }
+        if !(added.is_empty() && removed.is_empty() && moved.is_empty()) {
+            self.topology.send_modify(|n| *n += 1);
         }
         (added, removed)
     }

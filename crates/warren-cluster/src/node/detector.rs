@@ -5,8 +5,11 @@
 //! idle queue costs nothing however many there are. Instead this task
 //! pings every peer about every [`PING_EVERY`] over the peer's shared
 //! channel; a peer that answered nothing for `down_after` is judged down.
-//! Each round it walks the groups registered with the transport and, for
-//! every group this node votes in that needs a leader, triggers an
+//! Each round it looks at the groups whose view (leader, vote, state,
+//! membership) changed since the last round, as each group reports it, and
+//! at those already waiting for a leader; at every group after a peer's
+//! health changed, and every few seconds as a safety net. For
+//! every group this node votes in that needs a leader, it triggers an
 //! election (a pre-vote round first, so a member that cannot win spends no
 //! term). A group needs a leader when
 //! - the leader its replica knows of is judged down, or
@@ -46,7 +49,8 @@
 //! ```text
 //!   every PING_EVERY: Ping ──▶ each peer ──answer──▶ last_ok[peer]
 //!                     judge: now - last_ok ≥ down_after → down
-//!                     walk Net::groups(): leader down / none known → elect (staggered)
+//!                     groups whose view changed (all: after a health change):
+//!                       leader down / none known → elect (staggered)
 //!   peer up / own stall ──▶ heartbeat from the groups this node leads
 //! ```
 
@@ -84,6 +88,12 @@ fn stagger(down_after: Duration) -> Duration {
 /// 7.7 s with fixed 250 ms turns, the second member splitting the votes).
 const TURN_PER_GROUP: Duration = Duration::from_millis(5);
 
+/// How often the detector looks at every group, whether or not anything
+/// told it of a change (a safety net: each round it looks only at the
+/// groups whose view changed and those waiting for a leader, see
+/// [`Detector::sweep`]).
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The running detector; stops when dropped.
 pub(crate) struct DetectorTask {
     task: JoinHandle<()>,
@@ -111,6 +121,8 @@ pub(crate) fn spawn(net: Arc<Net>) -> DetectorTask {
         ping_every: PING_EVERY.min(down_after / 3),
         stagger: stagger(down_after),
         pending: BTreeMap::new(),
+        full: true,
+        full_due: Instant::now(),
     };
     DetectorTask {
         task: tokio::spawn(detector.run()),
@@ -155,6 +167,11 @@ struct Detector {
     stagger: Duration,
     /// Groups that need a leader: when this node's next turn to stand is.
     pending: BTreeMap<GroupId, Pending>,
+    /// A peer's health or the peer table changed: the next sweep looks at
+    /// every group.
+    full: bool,
+    /// When the next sweep looks at every group anyway.
+    full_due: Instant,
 }
 
 /// A group that needs a leader, as this node waits for its turn.
@@ -206,6 +223,7 @@ impl Detector {
         {
             return;
         }
+        self.full = true;
         self.peers.retain(|id, _| table.contains(id));
         for id in table.into_iter().filter(|id| *id != self.me) {
             self.peers.entry(id).or_insert_with(|| Peer::new(now));
@@ -245,6 +263,7 @@ impl Detector {
                 "peer up"
             );
             peer.health = Health::Up;
+            self.full = true;
             self.net.set_down(id, false);
             self.heartbeat_where(|members| members.contains(&id));
         }
@@ -260,6 +279,7 @@ impl Detector {
         for peer in self.peers.values_mut() {
             peer.last_ok = peer.last_ok.max(now);
         }
+        self.full = true;
         self.heartbeat_where(|_| true);
     }
 
@@ -273,6 +293,7 @@ impl Detector {
                     "peer judged down"
                 );
                 peer.health = Health::Down;
+                self.full = true;
                 self.net.set_down(*id, true);
             }
         }
@@ -322,11 +343,30 @@ impl Detector {
     }
 
     /// Finds the groups that need a leader and stands for those where it
-    /// is this node's turn.
+    /// is this node's turn. A group's need changes only with its view
+    /// (reported by the group: `Net::take_changed`) or with the health of
+    /// its members (then [`Self::full`] is set), so a round looks at the
+    /// groups whose view changed and those already waiting for a leader;
+    /// every group only after a health change and every
+    /// [`FULL_SWEEP_EVERY`]. Idle groups cost the detector nothing.
     fn sweep(&mut self, now: Instant) {
-        let needy: Vec<_> = self
-            .net
-            .groups()
+        let groups: Vec<(GroupId, Arc<dyn GroupRpc>)> = if self.full || now >= self.full_due {
+            self.full = false;
+            self.full_due = now + FULL_SWEEP_EVERY;
+            // Taken before the views are read: a change after it is
+            // looked at next round.
+            self.net.take_changed();
+            self.net.groups()
+        } else {
+            let mut ids = self.net.take_changed();
+            ids.extend(self.pending.keys().copied());
+            ids.into_iter()
+                .filter_map(|id| Some((id, self.net.group(id)?)))
+                .collect()
+        };
+        // Every group waiting for a leader is among `groups`: `pending`
+        // is rebuilt from them.
+        let needy: Vec<_> = groups
             .into_iter()
             .filter_map(|(group, g)| {
                 let v = g.view()?;

@@ -336,6 +336,13 @@ where
             net: net.clone(),
         }),
     );
+    if detected {
+        tokio::spawn(report_view_changes(
+            raft.server_metrics(),
+            Arc::downgrade(&net),
+            group,
+        ));
+    }
     let handle = GroupHandle {
         raft,
         group,
@@ -352,6 +359,23 @@ where
         wait_leading(&handle.raft, node_id).await?;
     }
     Ok(handle)
+}
+
+/// Tells the failure detector each time the group's leader, vote, state
+/// or membership changes on this node (it re-examines only those groups:
+/// see `node::detector`); ends with the group.
+async fn report_view_changes(
+    mut server: openraft::type_config::alias::WatchReceiverOf<
+        C,
+        openraft::metrics::RaftServerMetrics<C>,
+    >,
+    net: std::sync::Weak<Net>,
+    group: GroupId,
+) {
+    while server.changed().await.is_ok() {
+        let Some(net) = net.upgrade() else { return };
+        net.view_changed(group);
+    }
 }
 
 impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
@@ -372,6 +396,24 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
 
     pub(crate) fn is_leader(&self) -> bool {
         self.raft.is_leader()
+    }
+
+    /// Yields each time the group's leader, vote, state or membership
+    /// changes on this node; ends when the group stops.
+    pub(crate) fn view_changes(&self) -> futures::stream::BoxStream<'static, ()> {
+        futures::stream::unfold(self.raft.server_metrics(), |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
+        .boxed()
+    }
+
+    /// Follows the replica's log and apply progress (closes when the group
+    /// stops).
+    pub(crate) fn data_changes(
+        &self,
+    ) -> openraft::type_config::alias::WatchReceiverOf<C, openraft::metrics::RaftDataMetrics<C>>
+    {
+        self.raft.data_metrics()
     }
 
     /// The voters of the group's effective membership (as last reported).

@@ -53,18 +53,31 @@ pub(crate) fn spawn<SM: RaftStateMachine<C>>(
 ) {
     tokio::spawn(async move {
         let mut tried: BTreeMap<u64, Instant> = BTreeMap::new();
+        let mut server = raft.server_metrics();
+        let mut topology = net.topology_changes();
+        let mut wait = IDLE_CHECK;
         loop {
-            // Wakes every second: to promote learners that caught up, and
-            // to notice that the group stopped (the task holds a handle
-            // that would keep it alive).
-            let peer = match tokio::time::timeout(Duration::from_secs(1), missing.recv()).await {
-                Ok(Some(p)) => Some(p),
-                Ok(None) => return,
-                Err(_) => None,
-            };
+            // Sleeps until something that could call for a repair happens:
+            // a peer reported missing its replica, a change of the group's
+            // leader or membership (its watch closes when the group stops),
+            // a peer judged down or up, the peer table changed; or until
+            // `wait` ran out (work under way, a grace period running out).
+            let mut peer = None;
+            tokio::select! {
+                p = missing.recv() => match p {
+                    Some(p) => peer = Some(p),
+                    None => return,
+                },
+                changed = server.changed() => if changed.is_err() {
+                    return;
+                },
+                _ = topology.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
             if raft.metrics().borrow_watched().running_state.is_err() {
                 return;
             }
+            wait = IDLE_CHECK;
             if !raft.is_leader() {
                 continue;
             }
@@ -90,9 +103,43 @@ pub(crate) fn spawn<SM: RaftStateMachine<C>>(
                     group, queue = %identity.1, error = %e,
                     "replacing the replica of a node down for long failed; will try again"
                 );
+                wait = BUSY_CHECK;
             }
+            wait = wait.min(next_check(&raft, &net));
         }
     });
+}
+
+/// How often a group with a repair or a replacement under way looks again.
+const BUSY_CHECK: Duration = Duration::from_secs(1);
+/// How often a group with nothing to repair looks anyway (a safety net:
+/// the events above wake it for everything it acts on).
+const IDLE_CHECK: Duration = Duration::from_secs(60);
+
+/// When the leader's repair loop must look again without being woken: in
+/// [`BUSY_CHECK`] while a learner that is not a reader is on its way to a
+/// vote (see [`promote_caught_up`]); when the grace period of a member
+/// judged down runs out; otherwise [`IDLE_CHECK`].
+fn next_check<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>, net: &Net) -> Duration {
+    let metrics = raft.server_metrics();
+    let m = metrics.borrow_watched();
+    let membership = m.membership_config.membership();
+    if membership
+        .learner_ids()
+        .any(|id| !membership.get_node(&id).is_some_and(super::is_reader))
+    {
+        return BUSY_CHECK;
+    }
+    let Some(grace) = net.replace_after() else {
+        return IDLE_CHECK;
+    };
+    membership
+        .voter_ids()
+        .filter_map(|id| net.down_for(id))
+        .map(|down| grace.saturating_sub(down) + Duration::from_millis(100))
+        .min()
+        .unwrap_or(IDLE_CHECK)
+        .min(IDLE_CHECK)
 }
 
 /// Demotes `peer` to learner and starts an empty replica on it; the

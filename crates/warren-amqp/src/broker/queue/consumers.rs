@@ -11,6 +11,7 @@ use warren_core::message::Message;
 use warren_core::queue::{Command, ConsumerKey, Effect, MsgId};
 
 use super::{Actor, Driver, Flow, Then};
+use crate::broker::backend::QueueLog;
 use crate::broker::events::{ConnEvent, Delivery};
 
 /// A consumer of this node missing from the replicated queue this long is
@@ -164,6 +165,17 @@ impl Actor {
                 Flow::Continue
             }
         }
+    }
+
+    /// When an idle reader's actor must wake to see whether the node can
+    /// stop reading the queue (see [`Self::release_if_idle`]); `None` for a
+    /// replica, or when readers are never released.
+    pub(super) fn release_due(&self, log: &dyn QueueLog) -> Option<Instant> {
+        if !log.reads_only() {
+            return None;
+        }
+        let after = self.broker.upgrade()?.config().release_readers_after?;
+        Some((self.last_used + after).max(self.last_idle_check + LOST_CHECK_EVERY))
     }
 
     /// Tells every consumer's channel that the server cancelled it.

@@ -188,13 +188,19 @@ pub(super) enum FromLog {
     Applied(Then, Applied),
     /// In a cluster: effects for this node's owners, as applied here.
     Local(Vec<Effect<u64>>),
+    /// In a cluster: this node may have begun or ceased to lead the log
+    /// (its timers are recomputed).
+    LeaderChanged,
 }
 
 /// The next thing a durable queue's log hands the actor (never, for an
 /// in-memory queue).
 pub(super) async fn next_from_log(driver: &mut Driver) -> FromLog {
     let Driver::Log {
-        in_flight, local, ..
+        in_flight,
+        local,
+        leader_changes,
+        ..
     } = driver
     else {
         return std::future::pending().await;
@@ -215,8 +221,21 @@ pub(super) async fn next_from_log(driver: &mut Driver) -> FromLog {
             None => std::future::pending().await,
         }
     };
+    let leadership = async {
+        match leader_changes {
+            Some(changes) => match changes.next().await {
+                Some(()) => FromLog::LeaderChanged,
+                None => {
+                    *leader_changes = None;
+                    std::future::pending().await
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         a = applied => a,
         e = effects => e,
+        l = leadership => l,
     }
 }

@@ -60,8 +60,9 @@ pub struct QueueSpawn {
 const MAX_IN_FLIGHT: usize = 8192;
 
 /// How often the actor of a clustered queue whose leader is on another
-/// node looks again whether it leads now (expiry ticks and `x-expires`
-/// are the leader's node's work).
+/// node wakes while consumers are attached here (to cancel those the
+/// queue lost: `Actor::cancel_lost_consumers`), or to see whether it leads
+/// now when its log tells no leadership changes.
 const FOLLOWER_WAKE: Duration = Duration::from_secs(1);
 
 /// Starts a queue actor and returns its handle.
@@ -76,6 +77,7 @@ pub fn spawn(mut spec: QueueSpawn, broker: Weak<Broker>) -> QueueHandle {
     let driver = match spec.log.take() {
         Some(log) => Driver::Log {
             local: log.local_effects(),
+            leader_changes: log.leader_changes(),
             log,
             in_flight: FuturesOrdered::new(),
             tick_pending: false,
@@ -126,6 +128,9 @@ enum Driver {
         /// In a cluster: effects for this node's owners, as the log is
         /// applied here (see `QueueLog::clustered`).
         local: Option<mpsc::UnboundedReceiver<Vec<Effect<u64>>>>,
+        /// In a cluster: when this node may have begun or ceased to lead
+        /// (see `QueueLog::leader_changes`).
+        leader_changes: Option<futures::stream::BoxStream<'static, ()>>,
     },
 }
 
@@ -250,6 +255,7 @@ impl Actor {
                 from_log = next_from_log(&mut self.driver) => match from_log {
                     FromLog::Applied(then, applied) => self.applied(then, applied).await,
                     FromLog::Local(effects) => self.run_local(effects).await,
+                    FromLog::LeaderChanged => Flow::Continue,
                 },
                 req = rx.recv(), if room => {
                     let Some(req) = req else { return };
@@ -326,12 +332,20 @@ impl Actor {
 
     /// The queue's own timers (see [`Self::next_wake`]).
     fn next_timer(&self) -> Option<Instant> {
-        if let Driver::Log { log, .. } = &self.driver
+        if let Driver::Log {
+            log,
+            leader_changes,
+            ..
+        } = &self.driver
             && !log.leads()
         {
             // Time-driven work is the leader's node's: it is re-checked
-            // whenever something else wakes the actor.
-            return Some(Instant::now() + FOLLOWER_WAKE);
+            // whenever something else wakes the actor, a change of
+            // leadership among them. Idle, a follower's actor sleeps.
+            if leader_changes.is_none() || !self.no_ack.is_empty() {
+                return Some(Instant::now() + FOLLOWER_WAKE);
+            }
+            return self.release_due(log.as_ref());
         }
         let ticking = matches!(
             self.driver,
