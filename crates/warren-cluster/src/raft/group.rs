@@ -65,6 +65,11 @@ const SNAPSHOT_EVERY: u64 = 1024;
 /// follower a little behind catches up from the log, not a snapshot.
 const KEEP_FOR_LAGGARDS: u64 = 1024;
 
+/// How far behind its snapshot a leader keeps its log for a member that is
+/// up but slow (see [`GroupHandle::purge_point`]): about 64 MiB of 1 KiB
+/// messages.
+const MAX_KEEP_FOR_LAGGARDS: u64 = 65_536;
+
 /// Shortest leader lease of a detector-driven queue group (see `config`).
 const MIN_LEASE_MS: u64 = 200;
 
@@ -726,7 +731,7 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
             // Alone, nobody needs the entries the snapshot covers; with
             // peers, the last ones stay for a follower a little behind.
             let upto = if self.net.is_some() {
-                want.index.saturating_sub(KEEP_FOR_LAGGARDS)
+                self.purge_point(want.index)
             } else {
                 want.index
             };
@@ -745,6 +750,34 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
                 .map_err(raft_err)?;
         }
         Ok(())
+    }
+
+    /// Up to where a replica with peers purges its log after a snapshot at
+    /// `index`: [`KEEP_FOR_LAGGARDS`] behind it, and as a leader no further
+    /// than what every member judged up has matched, down to
+    /// [`MAX_KEEP_FOR_LAGGARDS`] behind. A follower that is slow but up (a
+    /// loaded node serving the queue's consumers) then catches up from the
+    /// log: a purged entry it still needs would be replaced by a snapshot,
+    /// which for a deep queue carries every queued body and, sent again and
+    /// again, keeps it from ever catching up. A member judged down gets a
+    /// snapshot when it is back.
+    fn purge_point(&self, index: u64) -> u64 {
+        let mut upto = index.saturating_sub(KEEP_FOR_LAGGARDS);
+        let floor = index.saturating_sub(MAX_KEEP_FOR_LAGGARDS);
+        let Some(net) = &self.net else {
+            return index;
+        };
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if let Some(replication) = &m.replication {
+            for (node, matched) in replication.iter() {
+                if *node == self.node_id || net.is_down(*node) {
+                    continue;
+                }
+                upto = upto.min(matched.as_ref().map_or(0, |l| l.index));
+            }
+        }
+        upto.max(floor)
     }
 
     /// Entries applied since the last snapshot (what its log still holds).
