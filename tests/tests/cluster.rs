@@ -1057,6 +1057,26 @@ async fn a_node_is_added_and_a_dead_one_removed_with_warren_ctl() -> anyhow::Res
             got.len()
         );
 
+        // The queue existed before node 4: `queue grow` gives it a replica
+        // there (node 4, a reader since its consumer, becomes a voter).
+        let grown = cluster.ctl(1, &["queue", "grow", "4", "all"]).await?;
+        anyhow::ensure!(grown.contains("1 queues grown"), "queue grow: {grown}");
+        wait_until(
+            Duration::from_secs(60),
+            "grow replicated on 1, 2, 3, 4",
+            || async {
+                let status = cluster.ctl(1, &["cluster", "status"]).await.ok()?;
+                let line = status.lines().find(|l| l.starts_with("queue grow "))?;
+                (line.contains("replicas [1,2,3,4] ") && !line.contains("learners")).then_some(())
+            },
+        )
+        .await?;
+        let again = cluster.ctl(2, &["queue", "grow", "4", "even"]).await?;
+        anyhow::ensure!(
+            again.contains("0 queues grown, 1 already"),
+            "queue grow again: {again}"
+        );
+
         // A node that is up cannot be removed.
         let refused = cluster.ctl(1, &["cluster", "remove-node", "3"]).await;
         anyhow::ensure!(

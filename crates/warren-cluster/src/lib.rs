@@ -88,8 +88,8 @@ mod raft;
 
 pub use error::ClusterError;
 pub use net::{
-    BrokerHost, ClusterReport, NodeReport, QueueReport, add_cluster_node, cluster_report,
-    move_queue_leader, remove_cluster_node,
+    BrokerHost, ClusterReport, GrowReport, NodeReport, QueueReport, add_cluster_node,
+    cluster_report, grow_cluster_queues, move_queue_leader, remove_cluster_node,
 };
 pub use node::{
     Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REBALANCE_EVERY, DEFAULT_REPLACE_AFTER,

@@ -238,3 +238,92 @@ async fn nodes_are_added_and_removed_while_queues_keep_their_messages() -> anyho
     enqueue_all(&lq, &names("late", 0..10)).await?;
     c.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_node_is_grown_onto_the_existing_queues() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    // "g3" on three nodes, "g2" declared with two (RabbitMQ's
+    // x-quorum-initial-group-size), each holding messages.
+    let mut g2 = declare_queue("g2");
+    if let MetaCommand::DeclareQueue { def, .. } = &mut g2 {
+        def.arguments.insert(
+            "x-quorum-initial-group-size".into(),
+            warren_core::value::Value::I64(2),
+        );
+    }
+    for (group, cmd, members) in [
+        (GROUP, declare_queue("g3"), &[1, 2, 3][..]),
+        (GROUP + 1, g2, &[1, 2][..]),
+    ] {
+        let name = match &cmd {
+            MetaCommand::DeclareQueue { def, .. } => def.name.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(c.node(1).meta_apply(cmd).await?, Ok(MetaReply::Created));
+        c.node(1)
+            .create_queue_on(group, "/", &name, QueueConfig::default(), members)
+            .await?;
+    }
+    let bodies = names("m", 0..50);
+    for group in [GROUP, GROUP + 1] {
+        let leader = c.queue_leader(group).await?;
+        enqueue_all(&c.node(leader).queue(group).context("replica")?, &bodies).await?;
+    }
+
+    // Node 4 joins the cluster: the queues keep their members.
+    let addr = c.start_new(4).await?;
+    c.node(1).add_node(4, &addr.to_string(), false).await?;
+    eventually_within(WAIT, "node 4 known to all, holding the metadata", || {
+        c.nodes.values().all(|n| n.nodes() == vec![1, 2, 3, 4])
+            && c.node(4)
+                .with_meta(|m| m.queue("/", "g3").is_some() && m.queue("/", "g2").is_some())
+    })
+    .await?;
+    assert!(c.node(4).queue(GROUP).is_none() && c.node(4).queue(GROUP + 1).is_none());
+
+    // `even`, asked of node 2 (sent on to node 4): only g2 (two voters).
+    let r = c.node(2).grow_queues(4, true, None, false).await?;
+    assert_eq!(
+        (r.grown, r.already, r.skipped, r.failed.clone()),
+        (1, 0, 1, vec![]),
+        "{r:?}"
+    );
+    // `all`: g3 too; g2 already has its replica there.
+    let r = c.node(3).grow_queues(4, false, Some("/"), false).await?;
+    assert_eq!(
+        (r.grown, r.already, r.skipped, r.failed.clone()),
+        (1, 1, 0, vec![]),
+        "{r:?}"
+    );
+    // A vhost with no queues grows nothing; an unknown node is refused.
+    let r = c
+        .node(1)
+        .grow_queues(4, false, Some("other"), false)
+        .await?;
+    assert_eq!((r.grown, r.already), (0, 0));
+    assert!(c.node(1).grow_queues(9, false, None, false).await.is_err());
+
+    // Node 4 votes in both once caught up, and holds every message.
+    let expected: BTreeSet<String> = bodies.iter().cloned().collect();
+    for (group, want) in [(GROUP, vec![1, 2, 3, 4]), (GROUP + 1, vec![1, 2, 4])] {
+        let q4 = c.node(4).queue(group).context("a replica on node 4")?;
+        eventually_within(WAIT, "node 4 voting", || {
+            q4.members() == want && !q4.membership_changing() && q4.readers().is_empty()
+        })
+        .await?;
+        holds_exactly(&q4, &expected).await?;
+    }
+
+    // Its vote counts: g2 commits with one of its first two voters gone.
+    let leader = c.queue_leader(GROUP + 1).await?;
+    let follower = [1, 2]
+        .into_iter()
+        .find(|n| *n != leader)
+        .context("g2's other voter")?;
+    c.stop(follower).await?;
+    let lq = c.node(leader).queue(GROUP + 1).context("replica")?;
+    enqueue_all(&lq, &names("late", 0..10)).await?;
+    let q4 = c.node(4).queue(GROUP + 1).context("replica")?;
+    eventually("node 4 holds the late ones", || count(&q4) == 60).await?;
+    c.shutdown().await
+}

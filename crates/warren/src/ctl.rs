@@ -43,6 +43,27 @@ pub enum QueueCommand {
         #[arg(long, default_value = "/")]
         vhost: String,
     },
+    /// Gives a node a replica of every quorum queue that has none there,
+    /// as RabbitMQ's `rabbitmq-queues grow` (after `cluster add-node`,
+    /// only queues declared from then on are placed on the new node). The
+    /// node joins each queue as a learner and votes once caught up.
+    Grow {
+        /// The node to hold the new replicas.
+        node: u64,
+        /// `all` queues, or only those with an `even` number of replicas.
+        #[arg(value_enum)]
+        which: GrowWhich,
+        /// Only the queues of this vhost (default: every vhost).
+        #[arg(long)]
+        vhost: Option<String>,
+    },
+}
+
+/// Which queues `warren ctl queue grow` gives a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrowWhich {
+    All,
+    Even,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -102,6 +123,31 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("removing node {id}: {e}"))?;
             println!("node {id} removed");
+            Ok(())
+        }
+        CtlCommand::Queue(QueueCommand::Grow { node, which, vhost }) => {
+            // Every queue is joined in turn; each may take a few seconds.
+            let wait = timeout.max(Duration::from_secs(600));
+            let even = which == GrowWhich::Even;
+            let r =
+                warren_cluster::grow_cluster_queues(&args.node, node, even, vhost.as_deref(), wait)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("growing queues onto node {node}: {e}"))?;
+            println!(
+                "node {node}: {} queues grown, {} already had a replica there, {} skipped (odd number of replicas), {} failed",
+                r.grown,
+                r.already,
+                r.skipped,
+                r.failed.len()
+            );
+            for f in &r.failed {
+                println!("failed: {f}");
+            }
+            anyhow::ensure!(
+                r.failed.is_empty(),
+                "{} queues were not grown",
+                r.failed.len()
+            );
             Ok(())
         }
         CtlCommand::Queue(QueueCommand::MoveLeader { name, to, vhost }) => {

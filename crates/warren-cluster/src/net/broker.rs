@@ -227,6 +227,19 @@ impl From<rpc::StatusResponse> for ClusterReport {
     }
 }
 
+/// What `grow_queues` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrowReport {
+    /// Queues the node joined (it votes in each once caught up).
+    pub grown: u32,
+    /// Queues it already held a replica of.
+    pub already: u32,
+    /// Queues passed over: `even_only` and an odd number of voters.
+    pub skipped: u32,
+    /// "vhost/name: why" for each queue it could not join.
+    pub failed: Vec<String>,
+}
+
 /// The node behind the admin service (`warren ctl`).
 pub(crate) trait AdminHost: Send + Sync + 'static {
     /// The node's report of the cluster.
@@ -248,6 +261,14 @@ pub(crate) trait AdminHost: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<String, Status>>;
     /// Removes `node`, down for good, from the cluster.
     fn remove_node(&self, node: u64, forwarded: bool) -> BoxFuture<'static, Result<(), Status>>;
+    /// Gives `node` a replica of every quorum queue that has none there.
+    fn grow_queues(
+        &self,
+        node: u64,
+        even_only: bool,
+        vhost: Option<String>,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<GrowReport, Status>>;
 }
 
 struct AdminService {
@@ -291,6 +312,41 @@ impl Admin for AdminService {
         let r = req.into_inner();
         self.host.remove_node(r.node_id, r.forwarded).await?;
         Ok(Response::new(rpc::RemoveNodeResponse {}))
+    }
+
+    async fn grow_queues(
+        &self,
+        req: Request<rpc::GrowQueuesRequest>,
+    ) -> Result<Response<rpc::GrowQueuesResponse>, Status> {
+        let r = req.into_inner();
+        let vhost = (!r.vhost.is_empty()).then_some(r.vhost);
+        let report = self
+            .host
+            .grow_queues(r.node_id, r.even_only, vhost, r.forwarded)
+            .await?;
+        Ok(Response::new(report.into()))
+    }
+}
+
+impl From<GrowReport> for rpc::GrowQueuesResponse {
+    fn from(r: GrowReport) -> Self {
+        rpc::GrowQueuesResponse {
+            grown: r.grown,
+            already: r.already,
+            skipped: r.skipped,
+            failed: r.failed,
+        }
+    }
+}
+
+impl From<rpc::GrowQueuesResponse> for GrowReport {
+    fn from(r: rpc::GrowQueuesResponse) -> Self {
+        GrowReport {
+            grown: r.grown,
+            already: r.already,
+            skipped: r.skipped,
+            failed: r.failed,
+        }
     }
 }
 
@@ -344,6 +400,29 @@ impl Net {
             .add_node(req)
             .await
             .map(|r| r.into_inner().addr)
+            .map_err(|status| NetError::Rpc { node, status })
+    }
+
+    /// Asks `node` to join every quorum queue it holds no replica of.
+    pub(crate) async fn grow_queues(
+        &self,
+        node: u64,
+        even_only: bool,
+        vhost: Option<&str>,
+        timeout: Duration,
+    ) -> Result<GrowReport, NetError> {
+        let mut client = AdminClient::new(self.channel(node)?);
+        let mut req = Request::new(rpc::GrowQueuesRequest {
+            node_id: node,
+            even_only,
+            vhost: vhost.unwrap_or_default().to_owned(),
+            forwarded: true,
+        });
+        req.set_timeout(timeout);
+        client
+            .grow_queues(req)
+            .await
+            .map(|r| r.into_inner().into())
             .map_err(|status| NetError::Rpc { node, status })
     }
 
@@ -447,5 +526,28 @@ pub async fn remove_cluster_node(addr: &str, id: u64, timeout: Duration) -> Resu
         })
         .await
         .map(|_| ())
+        .map_err(|s| format!("{addr}: {}", s.message()))
+}
+
+/// Asks the node whose cluster gRPC address is `addr` to give node `node`
+/// a replica of every quorum queue (of `vhost`, or of all) that has none
+/// there; with `even_only`, only of queues with an even number of voters.
+pub async fn grow_cluster_queues(
+    addr: &str,
+    node: u64,
+    even_only: bool,
+    vhost: Option<&str>,
+    timeout: Duration,
+) -> Result<GrowReport, String> {
+    admin_client(addr, timeout)
+        .await?
+        .grow_queues(rpc::GrowQueuesRequest {
+            node_id: node,
+            even_only,
+            vhost: vhost.unwrap_or_default().to_owned(),
+            forwarded: false,
+        })
+        .await
+        .map(|r| r.into_inner().into())
         .map_err(|s| format!("{addr}: {}", s.message()))
 }

@@ -48,8 +48,8 @@ use warren_storage::GroupId;
 
 pub(crate) use broker::{AdminHost, BrokerSlot};
 pub use broker::{
-    BrokerHost, ClusterReport, NodeReport, QueueReport, add_cluster_node, cluster_report,
-    move_queue_leader, remove_cluster_node,
+    BrokerHost, ClusterReport, GrowReport, NodeReport, QueueReport, add_cluster_node,
+    cluster_report, grow_cluster_queues, move_queue_leader, remove_cluster_node,
 };
 pub(crate) use server::{ServerTask, serve};
 
@@ -141,12 +141,13 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     /// meanwhile learns it from the answers and steps down.
     fn heartbeat(&self) -> BoxFuture<'static, ()>;
     /// Adds `node` to the group as a reader (a learner that never votes),
-    /// or with `leave` takes the reader `node` out of it; only the leader
-    /// can: otherwise the answer names the leader it knows.
+    /// takes the reader `node` out of it, or adds it as a replica (see
+    /// [`Joining`]); only the leader can: otherwise the answer names the
+    /// leader it knows.
     fn add_reader(
         &self,
         node: u64,
-        leave: bool,
+        how: Joining,
     ) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>>;
     /// As the group's leader, hands the leadership to the voter `to`
     /// (it stands once it holds this node's log; ignored by a follower).
@@ -157,6 +158,31 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
         &self,
         req: rpc::TransferLeaderRequest,
     ) -> BoxFuture<'static, Result<rpc::TransferLeaderResponse, Status>>;
+}
+
+/// What an `AddReader` request asks of a queue group's leader for a node
+/// that runs an empty replica of the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Joining {
+    /// Join as a reader: a learner that never votes (it serves consumers).
+    Reader,
+    /// A reader leaves the group.
+    Leave,
+    /// Join as a replica: a learner made a voter once caught up (`warren
+    /// ctl queue grow`); a reader is made one.
+    Replica,
+}
+
+impl Joining {
+    pub(crate) fn of(req: &rpc::AddReaderRequest) -> Self {
+        if req.leave {
+            Joining::Leave
+        } else if req.replica {
+            Joining::Replica
+        } else {
+            Joining::Reader
+        }
+    }
 }
 
 /// One group as the failure detector sees it on this node.
@@ -590,13 +616,14 @@ impl Net {
         node: u64,
         group: GroupId,
         timeout: Duration,
-        leave: bool,
+        how: Joining,
     ) -> Result<rpc::AddReaderResponse, NetError> {
         let mut client = self.client(node)?;
         let mut req = tonic::Request::new(rpc::AddReaderRequest {
             group_id: group,
             node: self.node_id,
-            leave,
+            leave: how == Joining::Leave,
+            replica: how == Joining::Replica,
         });
         req.set_timeout(timeout);
         client

@@ -172,7 +172,9 @@ impl Raft for RaftService {
     ) -> Result<Response<rpc::AddReaderResponse>, Status> {
         let req = request.into_inner();
         let g = self.group(req.group_id)?;
-        g.add_reader(req.node, req.leave).await.map(Response::new)
+        g.add_reader(req.node, crate::net::Joining::of(&req))
+            .await
+            .map(Response::new)
     }
 
     async fn transfer_leader(

@@ -11,7 +11,7 @@ use warren_storage::LogStore;
 
 use super::{Inner, Node};
 use crate::ClusterError;
-use crate::net::{AdminHost, ClusterReport, Host};
+use crate::net::{AdminHost, ClusterReport, GrowReport, Host};
 
 pub(super) struct NodeHost<S: LogStore> {
     node: Weak<Inner<S>>,
@@ -144,5 +144,21 @@ impl<S: LogStore> AdminHost for NodeHost<S> {
     fn remove_node(&self, id: u64, forwarded: bool) -> BoxFuture<'static, Result<(), Status>> {
         let node = self.node();
         Box::pin(async move { node?.remove_node(id, forwarded).await.map_err(admin_status) })
+    }
+
+    fn grow_queues(
+        &self,
+        id: u64,
+        even_only: bool,
+        vhost: Option<String>,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<GrowReport, Status>> {
+        let node = self.node();
+        Box::pin(async move {
+            node?
+                .grow_queues(id, even_only, vhost.as_deref(), forwarded)
+                .await
+                .map_err(admin_status)
+        })
     }
 }

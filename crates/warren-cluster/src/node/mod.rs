@@ -13,6 +13,7 @@
 mod balance;
 mod bootstrap;
 mod detector;
+mod grow;
 mod host;
 mod members;
 mod reader;

@@ -19,6 +19,7 @@ use warren_storage::{GroupId, LogStore};
 
 use super::Node;
 use crate::ClusterError;
+use crate::net::Joining;
 use crate::queue_group::QueueGroup;
 
 /// How long one FindQueue or AddReader may take.
@@ -126,7 +127,7 @@ impl<S: LogStore> Node<S> {
                     .ok_or(ClusterError::NoSuchGroup(found.group))?
             }
         };
-        let joined = self.join_as_reader(&net, &q, &found).await;
+        let joined = self.join_group(&net, &q, &found, Joining::Reader).await;
         if joined.is_err() && !q.has_member(me) {
             // Not a member after all: the empty replica started above
             // goes, so that nothing here takes it for the queue.
@@ -138,13 +139,14 @@ impl<S: LogStore> Node<S> {
     }
 
     /// Asks the group's leader (found through `found`) to add this node,
-    /// whose empty replica `q` runs, as a reader; returns once `q` applied
-    /// the log up to its joining.
-    async fn join_as_reader(
+    /// whose empty replica `q` runs, as a reader (or as `how` says);
+    /// returns once `q` applied the log up to its joining.
+    pub(super) async fn join_group(
         &self,
         net: &std::sync::Arc<crate::net::Net>,
         q: &crate::QueueGroup<S>,
         found: &FoundQueue,
+        how: Joining,
     ) -> Result<(), ClusterError> {
         let me = self.inner.node_id;
         let (vhost, name) = q.identity();
@@ -161,7 +163,7 @@ impl<S: LogStore> Node<S> {
         let mut turn = 0;
         let mut target = candidates[0];
         loop {
-            let next = match net.add_reader(target, found.group, ASK, false).await {
+            let next = match net.add_reader(target, found.group, ASK, how).await {
                 Ok(r) => match r.not_leader {
                     None => break,
                     Some(n) => n.leader.filter(|l| *l != me),
@@ -205,7 +207,7 @@ impl<S: LogStore> Node<S> {
         let mut target = q.leader();
         loop {
             if let Some(t) = target.filter(|t| *t != me) {
-                match net.add_reader(t, group, ASK, true).await {
+                match net.add_reader(t, group, ASK, Joining::Leave).await {
                     Ok(r) => match r.not_leader {
                         None => break,
                         Some(n) => target = n.leader,

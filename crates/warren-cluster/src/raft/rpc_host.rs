@@ -1,6 +1,7 @@
 //! The server side of one group: what the node's gRPC service calls for a
 //! request naming this group, decoded and handed to its `Raft`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use warren_storage::GroupId;
 use super::codec::{snapshot_meta_from_pb, vote_from_pb};
 use super::group::renew_lease;
 use super::{READER_MARK, Request, TypeConfig, wire};
-use crate::net::{GroupRpc, GroupView, Net};
+use crate::net::{GroupRpc, GroupView, Joining, Net};
 
 type C = TypeConfig;
 
@@ -197,7 +198,7 @@ where
     fn add_reader(
         &self,
         node: u64,
-        leave: bool,
+        how: Joining,
     ) -> BoxFuture<'static, Result<rpc::AddReaderResponse, Status>> {
         let (raft, group, lease) = (self.raft.clone(), self.group, self.lease);
         let addr = self.net.addr(node);
@@ -224,24 +225,45 @@ where
                     entry.as_ref().is_some_and(super::is_reader),
                 )
             };
-            if leave {
-                return leave_group(&raft, group, lease, node, member, reader).await;
-            }
-            if member {
+            match how {
+                Joining::Leave => {
+                    return leave_group(&raft, group, lease, node, member, reader).await;
+                }
                 // Already a voter, a learner, or a reader: nothing to add.
-                return Ok(rpc::AddReaderResponse { not_leader: None });
+                Joining::Reader if member => {
+                    return Ok(rpc::AddReaderResponse { not_leader: None });
+                }
+                // A voter, or a learner on its way to a vote.
+                Joining::Replica if member && !reader => {
+                    return Ok(rpc::AddReaderResponse { not_leader: None });
+                }
+                Joining::Reader | Joining::Replica => {}
             }
             if let Some(lease) = lease
                 && !renew_lease(&raft, lease).await
             {
                 return refused(None);
             }
-            let reader = BasicNode {
-                addr: format!("{READER_MARK}{addr}"),
+            let (entry, what) = match how {
+                Joining::Reader => (format!("{READER_MARK}{addr}"), "a reader"),
+                _ => (addr.to_string(), "a replica (a learner until caught up)"),
             };
-            match raft.add_learner(node, reader, false).await {
-                Ok(_) => {
-                    tracing::info!(group, node, "added a reader to the queue group");
+            let entry = BasicNode { addr: entry };
+            // A reader made a replica keeps its log: only its entry changes
+            // (the group's repair loop gives it a vote once caught up).
+            let added = if reader {
+                raft.change_membership(
+                    openraft::ChangeMembers::SetNodes(BTreeMap::from([(node, entry)])),
+                    false,
+                )
+                .await
+                .map(|_| ())
+            } else {
+                raft.add_learner(node, entry, false).await.map(|_| ())
+            };
+            match added {
+                Ok(()) => {
+                    tracing::info!(group, node, "added {what} to the queue group");
                     Ok(rpc::AddReaderResponse { not_leader: None })
                 }
                 Err(e) => match e.forward_to_leader() {
