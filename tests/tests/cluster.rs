@@ -1190,6 +1190,21 @@ async fn a_transient_queue_is_used_from_every_node_and_goes_with_its_node() -> a
             (!queue_exists(&c1, "hello").await?).then_some(())
         })
         .await?;
+
+        // One declared on node 3 goes as soon as node 3 is judged down
+        // (RabbitMQ deletes a node's transient queues when it goes down);
+        // a durable one declared there stays.
+        ch3.queue_declare("hello3".into(), plain, FieldTable::default())
+            .await?;
+        declare_durable(&ch3, "kept3", FieldTable::default()).await?;
+        wait_for_queue(&c1, "hello3").await?;
+        wait_for_queue(&c1, "kept3").await?;
+        cluster.node_mut(3).kill9().await?;
+        wait_for_queue_state(&c1, "hello3", false, "hello3 gone with node 3").await?;
+        anyhow::ensure!(
+            queue_exists(&c1, "kept3").await == Some(true),
+            "the durable queue stays"
+        );
         Ok(())
     })
     .await

@@ -54,6 +54,7 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         exclusive_owner: owner,
         auto_delete: false,
         arguments: Table::new(),
+        home: None,
     });
     let dest = prop_oneof![
         qname.clone().prop_map(Destination::Queue),

@@ -43,6 +43,7 @@ fn declare_queue(name: &str) -> MetaCommand {
             exclusive_owner: None,
             auto_delete: false,
             arguments: Table::new(),
+            home: None,
         },
     }
 }

@@ -72,6 +72,7 @@ async fn restart_on_rocksdb_keeps_metadata_and_messages() -> anyhow::Result<()> 
             exclusive_owner: None,
             auto_delete: false,
             arguments: Table::new(),
+            home: None,
         };
         let declare = MetaCommand::DeclareQueue {
             vhost: "/".into(),

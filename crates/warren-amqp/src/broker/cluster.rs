@@ -357,18 +357,18 @@ impl Broker {
     }
 
     /// Nodes judged down: their connections are gone, and with them their
-    /// exclusive queues (as in RabbitMQ). Every live node asks; the first
-    /// deletion wins and the others find nothing.
+    /// exclusive queues; their transient (non-durable) queues go too (as
+    /// in RabbitMQ, which deletes a node's transient queues when it goes
+    /// down). Every live node asks; the first deletion wins and the others
+    /// find nothing.
     async fn drop_exclusive_queues_of(&self, nodes: &std::collections::BTreeSet<u64>) {
         let orphans: Vec<(String, String)> = {
             let m = self.meta.read();
             let mut v = Vec::new();
             for vhost in m.vhosts() {
                 for def in m.queues(vhost) {
-                    if def
-                        .exclusive_owner
-                        .is_some_and(|o| nodes.contains(&OwnerId(o).node()))
-                    {
+                    let node = def.exclusive_owner.map(|o| OwnerId(o).node()).or(def.home);
+                    if node.is_some_and(|n| nodes.contains(&n)) {
                         v.push((vhost.to_string(), def.name.clone()));
                     }
                 }
@@ -376,7 +376,7 @@ impl Broker {
             v
         };
         for (vhost, name) in orphans {
-            tracing::info!(%vhost, queue = %name, "deleting the exclusive queue of a node judged down");
+            tracing::info!(%vhost, queue = %name, "deleting the exclusive or transient queue of a node judged down");
             let _ = self.commit(MetaCommand::DeleteQueue { vhost, name }).await;
         }
     }

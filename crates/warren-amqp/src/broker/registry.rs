@@ -15,7 +15,15 @@ use crate::error::{AmqpError, code};
 
 impl Broker {
     /// queue.declare (non-passive); an exclusive queue names its connection in `def`.
-    pub async fn declare_queue(&self, vhost: &str, def: QueueDef) -> Result<Declared, AmqpError> {
+    pub async fn declare_queue(
+        &self,
+        vhost: &str,
+        mut def: QueueDef,
+    ) -> Result<Declared, AmqpError> {
+        if self.clustered() && !def.durable && def.exclusive_owner.is_none() {
+            // Held by this node (a group of one here): gone with it.
+            def.home = Some(self.config().node_id);
+        }
         let config = QueueConfig::from_declare(&def.arguments, vhost, &def.name)?;
         let name = def.name.clone();
         let key = (vhost.to_string(), name.clone());

@@ -186,6 +186,7 @@ impl Channel {
                 exclusive_owner: d.exclusive.then_some(ctx.conn_id),
                 auto_delete: d.auto_delete,
                 arguments: table_from_wire(&d.arguments),
+                home: None,
             };
             ctx.broker.declare_queue(ctx.vhost, def).await?
         };

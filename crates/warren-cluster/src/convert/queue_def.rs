@@ -14,6 +14,7 @@ impl IntoProto<pb::QueueDef> for QueueDef {
             exclusive_owner: self.exclusive_owner,
             auto_delete: self.auto_delete,
             arguments: Some(self.arguments.into_proto()),
+            home: self.home,
         }
     }
 }
@@ -26,6 +27,7 @@ impl FromProto<pb::QueueDef> for QueueDef {
             exclusive_owner: p.exclusive_owner,
             auto_delete: p.auto_delete,
             arguments: table_or_empty(p.arguments)?,
+            home: p.home,
         })
     }
 }

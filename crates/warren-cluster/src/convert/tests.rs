@@ -125,14 +125,16 @@ fn meta_command() -> impl Strategy<Value = MetaCommand> {
         any::<Option<u64>>(),
         any::<bool>(),
         table(),
+        any::<Option<u64>>(),
     )
         .prop_map(
-            |(name, durable, exclusive_owner, auto_delete, arguments)| QueueDef {
+            |(name, durable, exclusive_owner, auto_delete, arguments, home)| QueueDef {
                 name,
                 durable,
                 exclusive_owner,
                 auto_delete,
                 arguments,
+                home,
             },
         );
     prop_oneof![

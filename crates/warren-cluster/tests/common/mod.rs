@@ -59,6 +59,7 @@ pub fn declare_queue(name: &str) -> MetaCommand {
             exclusive_owner: None,
             auto_delete: false,
             arguments: Table::new(),
+            home: None,
         },
     }
 }

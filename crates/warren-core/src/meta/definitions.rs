@@ -169,6 +169,7 @@ fn queue(o: &Obj) -> Result<MetaCommand, MetaError> {
             exclusive_owner: None,
             auto_delete: flag(o, "auto_delete"),
             arguments,
+            home: None,
         },
     })
 }

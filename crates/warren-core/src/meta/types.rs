@@ -68,6 +68,12 @@ pub struct QueueDef {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: Table,
+    /// In a cluster, the node that holds this non-durable, non-exclusive
+    /// queue (its declaring node): the queue is deleted when that node is
+    /// judged down, as RabbitMQ deletes a node's transient queues when it
+    /// goes down. `None` otherwise (an exclusive queue's owner names its
+    /// node). Not part of declaration equivalence.
+    pub home: Option<u64>,
 }
 
 /// Replicas of a quorum queue declared without `x-quorum-initial-group-size`
@@ -141,6 +147,7 @@ mod tests {
             exclusive_owner: None,
             auto_delete: false,
             arguments,
+            home: None,
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) fn qdef(name: &str) -> QueueDef {
         exclusive_owner: None,
         auto_delete: false,
         arguments: Table::new(),
+        home: None,
     }
 }
 
