@@ -194,7 +194,14 @@ fn config(group: GroupId, queue: bool, timers: Timers) -> Result<Config, Cluster
         c.heartbeat_interval = 100;
         c.election_timeout_min = 500;
         c.election_timeout_max = 1000;
-        c.max_in_snapshot_log_to_keep = KEEP_FOR_LAGGARDS;
+        c.max_in_snapshot_log_to_keep = if queue {
+            // A queue group purges only where `GroupHandle::snapshot`
+            // says (see `purge_point`): openraft's own purge after each
+            // snapshot would drop what a slow follower still needs.
+            u64::MAX
+        } else {
+            KEEP_FOR_LAGGARDS
+        };
         // A rejoining node asks first whether it could win, rather than
         // bumping the term and unseating a healthy leader.
         c.enable_pre_vote = Some(true);
