@@ -169,6 +169,11 @@ impl Proxy {
             // Its leader may have moved: look again next time.
             self.node = None;
         }
+        let refused = taken.iter().filter(|t| !**t).count();
+        if refused > 0 {
+            tracing::debug!(vhost = %self.vhost, queue = %self.name, node = ?self.node, refused,
+                "publishes handed over and not taken: nacks");
+        }
         for ((_, confirm), ok) in batch.into_iter().zip(taken) {
             if let Some(c) = confirm {
                 let _ = c.tx.send(ConnEvent::Confirm {

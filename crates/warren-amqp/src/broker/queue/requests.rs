@@ -20,6 +20,9 @@ impl Actor {
             Then::Confirm(confirm) => {
                 if let Some(c) = confirm {
                     let ok = !matches!(reply, Reply::Rejected | Reply::Error(_));
+                    if !ok {
+                        tracing::debug!(queue = %self.spec.name, ?reply, "publish refused by the queue: nack");
+                    }
                     let _ = c.tx.send(ConnEvent::Confirm {
                         channel: c.channel,
                         seq: c.seq,
