@@ -21,7 +21,7 @@ if [ "$kind" = warren ]; then
         i=$1
         "$bin" serve --node-id "$i" --peers "$peers" --cluster-listen "127.0.0.1:2567$i" \
             --amqp-listen "127.0.0.1:567$i" --http-listen "127.0.0.1:1567$i" \
-            --data-dir "$out/n$i" --rebalance-every 0 >"$out/n$i.out" 2>"$out/n$i.log" &
+            --data-dir "$out/n$i" --rebalance-every 0 >>"$out/n$i.out" 2>>"$out/n$i.log" &
         echo $! >"$out/n$i.pid"
     }
     for i in 1 2 3; do start_node "$i"; done
