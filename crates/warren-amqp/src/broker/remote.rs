@@ -165,14 +165,14 @@ impl Proxy {
                 }
             }
         };
-        if matches!(self.holder, Holder::Replica) && taken.iter().any(|t| !t) {
-            // Its leader may have moved: look again next time.
-            self.node = None;
-        }
         let refused = taken.iter().filter(|t| !**t).count();
         if refused > 0 {
             tracing::debug!(vhost = %self.vhost, queue = %self.name, node = ?self.node, refused,
                 "publishes handed over and not taken: nacks");
+            if matches!(self.holder, Holder::Replica) {
+                // Its leader may have moved: look again next time.
+                self.node = None;
+            }
         }
         for ((_, confirm), ok) in batch.into_iter().zip(taken) {
             if let Some(c) = confirm {

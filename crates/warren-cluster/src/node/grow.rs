@@ -119,20 +119,8 @@ impl<S: LogStore> Node<S> {
         if even_only && found.voters.len() % 2 == 1 {
             return Ok(Grew::Skipped);
         }
-        let q = match existing {
-            Some(q) if q.group() == found.group => q,
-            _ => {
-                self.start_replica(found.group, vhost, name, true).await?;
-                self.queue(found.group)
-                    .ok_or(ClusterError::NoSuchGroup(found.group))?
-            }
-        };
-        let joined = self.join_group(net, &q, &found, Joining::Replica).await;
-        if joined.is_err() && !q.has_member(me) {
-            // The empty replica started above goes again.
-            let _ = self.delete_queue(found.group).await;
-        }
-        joined?;
+        self.join_here(net, (vhost, name), existing, &found, Joining::Replica)
+            .await?;
         tracing::info!(group = found.group, queue = %name, %vhost, "joined the queue as a replica");
         Ok(Grew::Yes)
     }

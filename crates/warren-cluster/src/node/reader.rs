@@ -117,8 +117,25 @@ impl<S: LogStore> Node<S> {
                 "no node answers for queue '{name}' in vhost '{vhost}'"
             ))
         })?;
+        self.join_here(&net, (vhost, name), existing, &found, Joining::Reader)
+            .await?;
+        tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
+        Ok(())
+    }
+
+    /// Joins the group of `vhost`/`name` that `found` names, as `how`
+    /// says, with the replica `existing` here (an empty one left by an earlier attempt, or a
+    /// reader's) or a new empty one; a replica started here goes again if
+    /// the join failed, so that nothing here takes it for the queue.
+    pub(super) async fn join_here(
+        &self,
+        net: &std::sync::Arc<crate::net::Net>,
+        (vhost, name): (&str, &str),
+        existing: Option<QueueGroup<S>>,
+        found: &FoundQueue,
+        how: Joining,
+    ) -> Result<(), ClusterError> {
         let q = match existing {
-            // An earlier attempt left an empty replica: ask again.
             Some(q) if q.group() == found.group => q,
             _ => {
                 // Refused unless the metadata here holds the queue.
@@ -127,21 +144,17 @@ impl<S: LogStore> Node<S> {
                     .ok_or(ClusterError::NoSuchGroup(found.group))?
             }
         };
-        let joined = self.join_group(&net, &q, &found, Joining::Reader).await;
-        if joined.is_err() && !q.has_member(me) {
-            // Not a member after all: the empty replica started above
-            // goes, so that nothing here takes it for the queue.
+        let joined = self.join_group(net, &q, found, how).await;
+        if joined.is_err() && !q.has_member(self.inner.node_id) {
             let _ = self.delete_queue(found.group).await;
         }
-        joined?;
-        tracing::info!(group = found.group, queue = %name, %vhost, "reading the queue's log here");
-        Ok(())
+        joined
     }
 
     /// Asks the group's leader (found through `found`) to add this node,
     /// whose empty replica `q` runs, as a reader (or as `how` says);
     /// returns once `q` applied the log up to its joining.
-    pub(super) async fn join_group(
+    async fn join_group(
         &self,
         net: &std::sync::Arc<crate::net::Net>,
         q: &crate::QueueGroup<S>,

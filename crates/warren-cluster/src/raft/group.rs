@@ -350,7 +350,7 @@ where
     );
     if detected {
         tokio::spawn(report_view_changes(
-            raft.server_metrics(),
+            view_changes(&raft),
             Arc::downgrade(&net),
             group,
         ));
@@ -373,18 +373,24 @@ where
     Ok(handle)
 }
 
+/// Yields each time the group's leader, vote, state or membership changes
+/// on this node (openraft's server metrics); ends when the group stops.
+fn view_changes<SM: RaftStateMachine<C>>(raft: &Raft<C, SM>) -> BoxStream<'static, ()> {
+    futures::stream::unfold(raft.server_metrics(), |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
+    .boxed()
+}
+
 /// Tells the failure detector each time the group's leader, vote, state
 /// or membership changes on this node (it re-examines only those groups:
 /// see `node::detector`); ends with the group.
 async fn report_view_changes(
-    mut server: openraft::type_config::alias::WatchReceiverOf<
-        C,
-        openraft::metrics::RaftServerMetrics<C>,
-    >,
+    mut changes: BoxStream<'static, ()>,
     net: std::sync::Weak<Net>,
     group: GroupId,
 ) {
-    while server.changed().await.is_ok() {
+    while changes.next().await.is_some() {
         let Some(net) = net.upgrade() else { return };
         net.view_changed(group);
     }
@@ -412,11 +418,8 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
 
     /// Yields each time the group's leader, vote, state or membership
     /// changes on this node; ends when the group stops.
-    pub(crate) fn view_changes(&self) -> futures::stream::BoxStream<'static, ()> {
-        futures::stream::unfold(self.raft.server_metrics(), |mut rx| async move {
-            rx.changed().await.ok().map(|()| ((), rx))
-        })
-        .boxed()
+    pub(crate) fn view_changes(&self) -> BoxStream<'static, ()> {
+        view_changes(&self.raft)
     }
 
     /// Follows the replica's log and apply progress (closes when the group
