@@ -355,9 +355,15 @@ impl<S: LogStore> QueueGroup<S> {
         self.inner.shared.core.lock().applied_index()
     }
 
+    /// The state shared with the group's state machine and log adapter.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<QueueShared> {
+        &self.inner.shared
+    }
+
     /// Snapshots the queue now and compacts its log (normally automatic).
     pub async fn snapshot(&self) -> Result<(), ClusterError> {
-        self.inner.handle.snapshot().await
+        self.inner.snapshot_and_purge().await
     }
 
     pub(crate) async fn shutdown(&self) -> Result<(), ClusterError> {
@@ -400,7 +406,7 @@ impl<S: LogStore> Inner<S> {
             tokio::time::sleep(wait).await;
             let Some(inner) = group.upgrade() else { return };
             let r = if inner.handle.unsnapshotted() > 0 {
-                inner.handle.snapshot().await
+                inner.snapshot_and_purge().await
             } else {
                 Ok(())
             };
@@ -418,6 +424,23 @@ impl<S: LogStore> Inner<S> {
                 }
             }
         });
+    }
+
+    /// Snapshots the queue and purges its log as far as
+    /// `GroupHandle::build_snapshot` says. The bodies of messages still
+    /// queued in the purged range are copied out of the log here first,
+    /// outside the Raft core, which runs the purge itself (see
+    /// `QueueShared::keep_live_bodies`).
+    async fn snapshot_and_purge(&self) -> Result<(), ClusterError> {
+        let Some(upto) = self.handle.build_snapshot().await? else {
+            return Ok(());
+        };
+        let group = self.handle.group;
+        self.shared
+            .keep_live_bodies(&self.store, group, self.handle.purged(), upto, true)
+            .await
+            .map_err(|e| ClusterError::Raft(format!("group {group}: keeping bodies: {e}")))?;
+        self.handle.purge(upto).await
     }
 
     /// Whether the queue holds nothing, and how many messages it holds.

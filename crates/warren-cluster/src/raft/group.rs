@@ -725,40 +725,63 @@ impl<SM: RaftStateMachine<C>> GroupHandle<SM> {
     /// Snapshots now and compacts the log up to the snapshot; returns when
     /// both are done.
     pub(crate) async fn snapshot(&self) -> Result<(), ClusterError> {
+        match self.build_snapshot().await? {
+            Some(upto) => self.purge(upto).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Snapshots now; returns once the snapshot covers what was applied
+    /// when asked, with the index up to which the log may then be purged
+    /// (`None`: nothing to purge).
+    pub(crate) async fn build_snapshot(&self) -> Result<Option<u64>, ClusterError> {
         self.raft.trigger().snapshot().await.map_err(raft_err)?;
         let applied = self.raft.metrics().borrow_watched().last_applied;
-        if let Some(want) = applied {
-            // Trigger only queues the request: wait until the snapshot covers
-            // what was applied when we asked.
-            self.raft
-                .wait(Some(LEADER_WAIT))
-                .metrics(
-                    |m| m.snapshot.is_some_and(|s| s.index >= want.index),
-                    "snapshot built",
-                )
-                .await
-                .map_err(raft_err)?;
-            // Alone, nobody needs the entries the snapshot covers; with
-            // peers, the last ones stay for a follower a little behind.
-            let upto = if self.net.is_some() {
-                self.purge_point(want.index)
-            } else {
-                want.index
-            };
-            if upto == 0 {
-                return Ok(());
-            }
-            self.raft
-                .trigger()
-                .purge_log(upto)
-                .await
-                .map_err(raft_err)?;
-            self.raft
-                .wait(Some(LEADER_WAIT))
-                .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "log purged")
-                .await
-                .map_err(raft_err)?;
-        }
+        let Some(want) = applied else {
+            return Ok(None);
+        };
+        // Trigger only queues the request: wait until the snapshot covers
+        // what was applied when we asked.
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= want.index),
+                "snapshot built",
+            )
+            .await
+            .map_err(raft_err)?;
+        // Alone, nobody needs the entries the snapshot covers; with
+        // peers, the last ones stay for a follower a little behind.
+        let upto = if self.net.is_some() {
+            self.purge_point(want.index)
+        } else {
+            want.index
+        };
+        Ok((upto > 0).then_some(upto))
+    }
+
+    /// Where the log was last purged (`None`: never).
+    pub(crate) fn purged(&self) -> Option<u64> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .purged
+            .as_ref()
+            .map(|l| l.index)
+    }
+
+    /// Purges the log up to `upto` (covered by a snapshot); returns once done.
+    pub(crate) async fn purge(&self, upto: u64) -> Result<(), ClusterError> {
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(raft_err)?;
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "log purged")
+            .await
+            .map_err(raft_err)?;
         Ok(())
     }
 

@@ -276,7 +276,7 @@ impl<S: LogStore> RaftLogStorage<C> for LogAdapter<S> {
         // next purge moves them again (puts are idempotent).
         if let Some(q) = &self.queue {
             let prev = self.read_log_id(MetaKey::LastPurged)?.map(|l| l.index);
-            q.keep_live_bodies(&self.store, self.group, prev, log_id.index)
+            q.keep_live_bodies(&self.store, self.group, prev, log_id.index, false)
                 .await?;
         }
         // Then the purge point: once durable, openraft ignores the entries at

@@ -73,6 +73,11 @@ pub(crate) struct QueueShared {
     /// In a cluster: where the effects addressed to this node's owners go
     /// as each replica applies an entry (see [`LocalEffects`]).
     pub(crate) local: Mutex<Option<LocalEffects>>,
+    /// Held while bodies move out of the log (see [`Self::keep_live_bodies`]),
+    /// which two tasks may do at once; holds the index up to which every
+    /// unsettled message's body is known to be in the store's bodies
+    /// (`None` after a start: then the last purge point says it).
+    moved_upto: tokio::sync::Mutex<Option<u64>>,
 }
 
 /// A replica of a group with members on several nodes executes the effects
@@ -108,13 +113,25 @@ impl QueueShared {
     /// store's bodies, and deletes stored bodies whose messages are gone.
     /// The set of copied indexes is itself a record of the group, so a
     /// restart forgets none.
+    ///
+    /// A queue group does this itself before it asks for a purge
+    /// (`QueueGroup`'s compaction, with `tidy`), so the purge, which
+    /// openraft runs inside the group's Raft core, finds nothing left to
+    /// copy: a deep queue's copy takes seconds, and a core busy that long
+    /// handles no acknowledgements, lets its leader lease lapse and refuses
+    /// every write meanwhile (nacks). Without `tidy` (the purge itself)
+    /// settled bodies are left for the next compaction unless there is
+    /// copying to do anyway, so the core writes nothing in the usual case.
     pub(crate) async fn keep_live_bodies<S: LogStore>(
         &self,
         store: &S,
         group: GroupId,
         prev: Option<u64>,
         upto: u64,
+        tidy: bool,
     ) -> Result<(), io::Error> {
+        let mut moved_upto = self.moved_upto.lock().await;
+        let prev = prev.max(*moved_upto);
         let above_prev = |i: u64| prev.is_none_or(|p| i > p);
         let moved = match self.core.lock().moved.clone() {
             Some(m) => m,
@@ -130,6 +147,10 @@ impl QueueShared {
             let to_move: Vec<u64> = live.iter().copied().filter(|i| above_prev(*i)).collect();
             (to_move, dead)
         };
+        if to_move.is_empty() && (dead.is_empty() || !tidy) {
+            *moved_upto = (*moved_upto).max(Some(upto));
+            return Ok(());
+        }
         // The record may list more than the store holds, never less: first
         // everything that may get copied, then, after the deletes, the truth.
         let mut now: BTreeSet<u64> = moved;
@@ -155,6 +176,7 @@ impl QueueShared {
         });
         save_moved(store, group, &now).await?;
         self.core.lock().moved = Some(now);
+        *moved_upto = (*moved_upto).max(Some(upto));
         Ok(())
     }
 }
@@ -208,7 +230,7 @@ impl<S: LogStore> QueueMachine<S> {
             group,
             shared: Arc::new(QueueShared {
                 core: Mutex::new(core),
-                local: Mutex::new(None),
+                ..QueueShared::default()
             }),
         })
     }
@@ -470,6 +492,8 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
         let (snapshot, bodies) = split_bodies(snapshot)?;
         tracing::info!(group = self.group, last = ?meta.last_log_id, bodies = bodies.len(), "installing a queue snapshot from the leader");
         let mut core = restore(snapshot.clone())?;
+        // The bodies of every message the snapshot holds come with it.
+        let mut moved_upto = self.shared.moved_upto.lock().await;
         if !bodies.is_empty() {
             // The bodies first, recorded as moved out of the log (like a
             // purge's), so the next purges delete them once settled.
@@ -483,6 +507,8 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
             core.moved = Some(moved);
         }
         save(&self.store, self.group, meta, snapshot).await?;
+        *moved_upto = meta.last_log_id.as_ref().map(|l| l.index);
+        drop(moved_upto);
         core.applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();
         let mut old = self.shared.core.lock();

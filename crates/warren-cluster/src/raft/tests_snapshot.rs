@@ -17,9 +17,9 @@ use bytes::Bytes;
 use openraft::alias::LogIdOf;
 use prost::Message as _;
 use warren_core::message::Message;
-use warren_core::queue::{Command, QueueConfig, QueueState};
+use warren_core::queue::{Command, OwnerId, QueueConfig, QueueState, Reply};
 use warren_rpc::log as pb;
-use warren_storage::{LogStore, MetaKey, RocksOptions, RocksStore};
+use warren_storage::{LogStore, MemStore, MetaKey, RocksOptions, RocksStore};
 
 use super::super::TypeConfig;
 use super::super::codec::encode_log_id;
@@ -176,5 +176,75 @@ async fn open_time_of_a_deep_queue() -> anyhow::Result<()> {
         "its state machine alone (snapshot read, decoded, rebuilt) in {:.3}s",
         machine.as_secs_f64()
     );
+    Ok(())
+}
+
+/// A queue's compaction copies the bodies of its queued messages out of
+/// the log before it asks for the purge, so the purge (which openraft runs
+/// inside the group's Raft core, where seconds of copying would hold up
+/// acknowledgements and let the leader's lease lapse) writes nothing; and
+/// settled bodies are deleted by the compaction, not by the purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_after_a_compaction_writes_nothing() -> anyhow::Result<()> {
+    let store = MemStore::new();
+    let node = Node::with_store(store.clone(), 1).await?;
+    let q = node
+        .create_queue(GROUP, "/", "q", QueueConfig::default())
+        .await?;
+    for n in 1..=100 {
+        let msg = message(n);
+        let enqueue = Command::Enqueue {
+            size: msg.size(),
+            msg,
+            expiration_ms: None,
+            priority: 0,
+        };
+        assert!(matches!(q.apply(enqueue).await?.0, Reply::Enqueued { .. }));
+    }
+    let shared = q.shared().clone();
+    let upto = q
+        .applied_index()
+        .ok_or_else(|| anyhow::anyhow!("nothing applied"))?;
+    let indexes: Vec<u64> = q
+        .with_state(|s| s.payloads().copied().collect())
+        .unwrap_or_default();
+    assert_eq!(indexes.len(), 100);
+
+    // The compaction's copy (from where the log was last purged).
+    shared
+        .keep_live_bodies(&store, GROUP, None, upto, true)
+        .await?;
+    for i in &indexes {
+        assert!(store.get_body(GROUP, *i)?.is_some(), "body {i} not copied");
+    }
+    // The purge's own call, as the log adapter makes it: nothing to copy.
+    let before = store.stats();
+    shared
+        .keep_live_bodies(&store, GROUP, None, upto, false)
+        .await?;
+    assert_eq!(store.stats().requests, before.requests, "the purge wrote");
+
+    // Ten settled: the purge leaves their bodies, the next compaction
+    // deletes them.
+    for _ in 0..10 {
+        let get = Command::Get {
+            owner: OwnerId(1),
+            no_ack: true,
+        };
+        assert!(matches!(q.apply(get).await?.0, Reply::GetOk { .. }));
+    }
+    let before = store.stats();
+    shared
+        .keep_live_bodies(&store, GROUP, None, upto, false)
+        .await?;
+    assert_eq!(store.stats().requests, before.requests, "the purge wrote");
+    assert!(store.get_body(GROUP, indexes[0])?.is_some());
+    shared
+        .keep_live_bodies(&store, GROUP, None, upto, true)
+        .await?;
+    for (k, i) in indexes.iter().enumerate() {
+        assert_eq!(store.get_body(GROUP, *i)?.is_some(), k >= 10, "body {i}");
+    }
+    node.shutdown().await?;
     Ok(())
 }
