@@ -22,6 +22,7 @@ mod user;
 mod value;
 
 pub use queue_command::{QueueOp, QueuePayload};
+pub(crate) use queue_image::state_image_to_pb;
 
 /// Why a protobuf value does not decode into a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@
 
 use warren_core::queue::{
     CheckedOutMsg, ConsumerImage, ConsumerKey, Limit, MsgImage, OwnerId, QueueConfig, QueueImage,
-    ReadyMsg,
+    QueueState, ReadyMsg,
 };
 use warren_rpc::log as pb;
 use warren_rpc::log::consumer_image::Limit as PbLimit;
@@ -15,23 +15,54 @@ use warren_rpc::log::consumer_image::Limit as PbLimit;
 use super::{DecodeError, FromProto, IntoProto, invalid, narrow, required};
 
 impl IntoProto<pb::QueueImage> for QueueImage<u64> {
-    fn into_proto(self) -> pb::QueueImage {
-        let requeued = self.ready.iter().map(|r| r.requeued).collect();
-        let owners = self.checked_out.iter().map(|c| c.owner.0).collect();
-        let seqs = self.checked_out.iter().map(|c| c.consumer);
-        pb::QueueImage {
-            config: Some(self.config.into_proto()),
-            resource: self.resource,
-            next_msg_id: self.next_msg_id,
-            ready: Some(message_columns(self.ready.iter().map(|r| &r.msg))),
-            ready_requeued: all_default_to_empty(requeued),
-            checked_out: Some(message_columns(self.checked_out.iter().map(|c| &c.msg))),
-            checked_out_owners: all_default_to_empty(owners),
-            checked_out_consumers: Some(optional_column(seqs)),
-            consumers: self.consumers.into_iter().map(consumer_to_pb).collect(),
-            next_consumer_seq: self.next_consumer_seq,
-            cursor: self.cursor,
-        }
+    fn into_proto(mut self) -> pb::QueueImage {
+        let ready = std::mem::take(&mut self.ready);
+        let checked_out = std::mem::take(&mut self.checked_out);
+        image_to_pb(self, ready.into_iter(), checked_out.into_iter())
+    }
+}
+
+/// The image of `state`, encoded message by message as it is read: a
+/// deep queue's snapshot holds its columns (a few bytes per message), not
+/// a copy of every message besides.
+pub(crate) fn state_image_to_pb(state: &QueueState<u64>) -> pb::QueueImage {
+    let (head, ready, checked_out) = state.image_parts();
+    image_to_pb(head, ready, checked_out)
+}
+
+/// `head` (an image whose message lists are ignored) with `ready` and
+/// `checked_out` as its messages.
+fn image_to_pb(
+    head: QueueImage<u64>,
+    ready: impl Iterator<Item = ReadyMsg<u64>>,
+    checked_out: impl Iterator<Item = CheckedOutMsg<u64>>,
+) -> pb::QueueImage {
+    let mut ready_columns = ColumnsBuilder::default();
+    let mut requeued = Vec::new();
+    for r in ready {
+        ready_columns.push(&r.msg);
+        requeued.push(r.requeued);
+    }
+    let mut out_columns = ColumnsBuilder::default();
+    let mut owners = Vec::new();
+    let mut seqs = OptionalBuilder::default();
+    for c in checked_out {
+        out_columns.push(&c.msg);
+        owners.push(c.owner.0);
+        seqs.push(c.consumer);
+    }
+    pb::QueueImage {
+        config: Some(head.config.into_proto()),
+        resource: head.resource,
+        next_msg_id: head.next_msg_id,
+        ready: Some(ready_columns.finish()),
+        ready_requeued: all_default_to_empty(requeued),
+        checked_out: Some(out_columns.finish()),
+        checked_out_owners: all_default_to_empty(owners),
+        checked_out_consumers: Some(seqs.finish()),
+        consumers: head.consumers.into_iter().map(consumer_to_pb).collect(),
+        next_consumer_seq: head.next_consumer_seq,
+        cursor: head.cursor,
     }
 }
 
@@ -106,23 +137,34 @@ fn consumer_from_pb(p: pb::ConsumerImage) -> Result<ConsumerImage, DecodeError> 
     })
 }
 
-fn message_columns<'a>(msgs: impl Iterator<Item = &'a MsgImage<u64>>) -> pb::MessageColumns {
-    let mut c = pb::MessageColumns::default();
-    let (mut id, mut index) = (0, 0);
-    let mut expiries = Vec::new();
-    for m in msgs {
-        c.id_deltas.push(delta(&mut id, m.id));
-        c.log_index_deltas.push(delta(&mut index, m.payload));
+/// `MessageColumns`, one message at a time.
+#[derive(Default)]
+struct ColumnsBuilder {
+    c: pb::MessageColumns,
+    id: u64,
+    index: u64,
+    expiries: OptionalBuilder,
+}
+
+impl ColumnsBuilder {
+    fn push(&mut self, m: &MsgImage<u64>) {
+        let c = &mut self.c;
+        c.id_deltas.push(delta(&mut self.id, m.id));
+        c.log_index_deltas.push(delta(&mut self.index, m.payload));
         c.sizes.push(m.size);
-        expiries.push(m.expiry);
+        self.expiries.push(m.expiry);
         c.delivery_counts.push(m.delivery_count);
         c.priorities.push(u32::from(m.priority));
     }
-    c.sizes = all_default_to_empty(c.sizes);
-    c.delivery_counts = all_default_to_empty(c.delivery_counts);
-    c.priorities = all_default_to_empty(c.priorities);
-    c.expiries = Some(optional_column(expiries.into_iter()));
-    c
+
+    fn finish(self) -> pb::MessageColumns {
+        let mut c = self.c;
+        c.sizes = all_default_to_empty(c.sizes);
+        c.delivery_counts = all_default_to_empty(c.delivery_counts);
+        c.priorities = all_default_to_empty(c.priorities);
+        c.expiries = Some(self.expiries.finish());
+        c
+    }
 }
 
 fn messages(c: pb::MessageColumns, field: &'static str) -> Result<Vec<MsgImage<u64>>, DecodeError> {
@@ -150,17 +192,26 @@ fn messages(c: pb::MessageColumns, field: &'static str) -> Result<Vec<MsgImage<u
     .collect()
 }
 
-fn optional_column(values: impl Iterator<Item = Option<u64>>) -> pb::OptionalColumn {
-    let mut c = pb::OptionalColumn::default();
-    let mut prev = 0;
-    for v in values {
-        c.present.push(v.is_some());
+/// An `OptionalColumn`, one value at a time.
+#[derive(Default)]
+struct OptionalBuilder {
+    c: pb::OptionalColumn,
+    prev: u64,
+}
+
+impl OptionalBuilder {
+    fn push(&mut self, v: Option<u64>) {
+        self.c.present.push(v.is_some());
         if let Some(v) = v {
-            c.deltas.push(delta(&mut prev, v));
+            self.c.deltas.push(delta(&mut self.prev, v));
         }
     }
-    c.present = all_default_to_empty(c.present);
-    c
+
+    fn finish(self) -> pb::OptionalColumn {
+        let mut c = self.c;
+        c.present = all_default_to_empty(c.present);
+        c
+    }
 }
 
 fn optional_values(

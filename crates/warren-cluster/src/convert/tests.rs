@@ -485,6 +485,18 @@ proptest! {
     fn queue_images_roundtrip(i in queue_image()) {
         prop_assert_eq!(roundtrip::<_, pb::QueueImage>(i.clone()), i);
     }
+
+    /// A snapshot encodes the state's image row by row: the same bytes as
+    /// the image taken whole.
+    #[test]
+    fn a_state_encodes_as_its_image(mut i in queue_image()) {
+        // A state counts its bytes: sizes a real queue could hold.
+        i.ready.iter_mut().for_each(|r| r.msg.size %= 1 << 40);
+        i.checked_out.iter_mut().for_each(|c| c.msg.size %= 1 << 40);
+        let state = warren_core::queue::QueueState::from_image(i);
+        let whole = state.image().into_proto();
+        prop_assert_eq!(super::state_image_to_pb(&state), whole);
+    }
 }
 
 #[test]

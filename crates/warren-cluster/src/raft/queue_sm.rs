@@ -33,7 +33,7 @@ use super::bodies::read_message;
 use super::grpc::SnapshotPrep;
 use super::snapshot::{PreparedSnapshot, load, meta_for, save};
 use super::{Response, TypeConfig, io_err};
-use crate::convert::{DecodeError, FromProto, IntoProto, QueueOp};
+use crate::convert::{DecodeError, FromProto, IntoProto, QueueOp, state_image_to_pb};
 
 /// Bodies copied per write when a purge moves still-queued messages out
 /// of the log (bounds the memory a deep queue's purge takes).
@@ -369,12 +369,18 @@ pub(crate) fn apply_proposal(
 
 /// A snapshot's data holding `image` (`None`: the group's Create is not
 /// applied yet).
+#[cfg(test)]
 pub(crate) fn snapshot_data(image: Option<QueueImage<u64>>) -> Bytes {
+    encode_snapshot(image.map(IntoProto::into_proto))
+}
+
+/// A snapshot's data holding the encoded `image`.
+fn encode_snapshot(image: Option<pb::QueueImage>) -> Bytes {
     let snap = pb::QueueSnapshot {
         format_version: IMAGE_VERSION,
         create: None,
         commands: Vec::new(),
-        image: image.map(IntoProto::into_proto),
+        image,
         bodies: Vec::new(),
     };
     snap.encode_to_vec().into()
@@ -469,18 +475,19 @@ impl<S: LogStore> RaftStateMachine<C> for QueueMachine<S> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The image is taken under the lock, so that it matches `applied`
-        // exactly; encoding it (the bulk of the work for a deep queue)
-        // happens after, without blocking readers of the state.
+        // exactly, straight into its columns (a few bytes per message, no
+        // copy of the messages); serialising them happens after, without
+        // blocking readers of the state.
         let (image, meta) = {
             let core = self.shared.core.lock();
-            let image = core.state.as_ref().map(QueueState::image);
+            let image = core.state.as_ref().map(state_image_to_pb);
             (image, meta_for(core.applied, core.membership.clone()))
         };
         PreparedSnapshot {
             store: self.store.clone(),
             group: self.group,
             meta,
-            data: snapshot_data(image),
+            data: encode_snapshot(image),
         }
     }
 

@@ -111,6 +111,24 @@ impl<M> From<MsgImage<M>> for Msg<M> {
 impl<M: Clone> QueueState<M> {
     /// The state as plain data (payloads cloned).
     pub fn image(&self) -> QueueImage<M> {
+        let (mut image, ready, checked_out) = self.image_parts();
+        image.ready = ready.collect();
+        image.checked_out = checked_out.collect();
+        image
+    }
+
+    /// [`Self::image`] with its two message lists (`ready`, `checked_out`)
+    /// left empty and given as iterators instead, in the same order: a
+    /// caller that encodes a deep queue's image row by row never holds
+    /// a copy of every message.
+    #[allow(clippy::type_complexity)]
+    pub fn image_parts(
+        &self,
+    ) -> (
+        QueueImage<M>,
+        impl Iterator<Item = ReadyMsg<M>> + '_,
+        impl Iterator<Item = CheckedOutMsg<M>> + '_,
+    ) {
         let ready = self.ready.iter_requeued().map(|(m, requeued)| ReadyMsg {
             msg: m.into(),
             requeued,
@@ -128,16 +146,17 @@ impl<M: Clone> QueueState<M> {
             limit: c.limit,
             unacked: c.unacked,
         });
-        QueueImage {
+        let image = QueueImage {
             config: self.config.clone(),
             resource: self.resource.clone(),
             next_msg_id: self.next_msg_id,
-            ready: ready.collect(),
-            checked_out: checked_out.collect(),
+            ready: Vec::new(),
+            checked_out: Vec::new(),
             consumers: consumers.collect(),
             next_consumer_seq: self.next_consumer_seq,
             cursor: self.cursor,
-        }
+        };
+        (image, ready, checked_out)
     }
 
     /// The state `image` was taken of: `from_image(s.image()) == s`, and
