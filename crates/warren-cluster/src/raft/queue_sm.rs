@@ -139,12 +139,21 @@ impl QueueShared {
         };
         let (to_move, dead) = {
             let core = self.core.lock();
+            // Every live message that may have a moved body: a purge may
+            // have moved bodies above `upto` (the compaction asks for less
+            // than openraft's purge after an installed snapshot took), and
+            // those are not dead for being beyond it.
+            let bound = moved.last().map_or(upto, |m| upto.max(*m));
             let live: BTreeSet<u64> = match &core.state {
-                Some(s) => s.payloads().copied().filter(|i| *i <= upto).collect(),
+                Some(s) => s.payloads().copied().filter(|i| *i <= bound).collect(),
                 None => BTreeSet::new(),
             };
             let dead: Vec<u64> = moved.difference(&live).copied().collect();
-            let to_move: Vec<u64> = live.iter().copied().filter(|i| above_prev(*i)).collect();
+            let to_move: Vec<u64> = live
+                .range(..=upto)
+                .copied()
+                .filter(|i| above_prev(*i))
+                .collect();
             (to_move, dead)
         };
         if to_move.is_empty() && (dead.is_empty() || !tidy) {
