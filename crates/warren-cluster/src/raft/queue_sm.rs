@@ -132,6 +132,13 @@ impl QueueShared {
     ) -> Result<(), io::Error> {
         let mut moved_upto = self.moved_upto.lock().await;
         let prev = prev.max(*moved_upto);
+        if !tidy && prev.is_some_and(|p| p >= upto) {
+            // The purge after a compaction: nothing can be left to copy,
+            // and the settled bodies are the next compaction's. Return
+            // before the work below, which is O(backlog) and would run in
+            // the Raft core.
+            return Ok(());
+        }
         let above_prev = |i: u64| prev.is_none_or(|p| i > p);
         let moved = match self.core.lock().moved.clone() {
             Some(m) => m,

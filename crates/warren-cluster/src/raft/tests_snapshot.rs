@@ -42,14 +42,18 @@ fn message(n: u64) -> Message {
     }
 }
 
-fn enqueue_proposal(n: u64) -> Bytes {
+fn enqueue(n: u64) -> Command<Message> {
     let msg = message(n);
-    let cmd = Command::Enqueue {
+    Command::Enqueue {
         size: msg.size(),
         msg,
         expiration_ms: None,
         priority: 0,
-    };
+    }
+}
+
+fn enqueue_proposal(n: u64) -> Bytes {
+    let cmd = enqueue(n);
     let p = pb::Proposal {
         now_ms: 1_000 + n,
         command: Some(pb::proposal::Command::Queue(
@@ -192,14 +196,10 @@ async fn the_purge_after_a_compaction_writes_nothing() -> anyhow::Result<()> {
         .create_queue(GROUP, "/", "q", QueueConfig::default())
         .await?;
     for n in 1..=100 {
-        let msg = message(n);
-        let enqueue = Command::Enqueue {
-            size: msg.size(),
-            msg,
-            expiration_ms: None,
-            priority: 0,
-        };
-        assert!(matches!(q.apply(enqueue).await?.0, Reply::Enqueued { .. }));
+        assert!(matches!(
+            q.apply(enqueue(n)).await?.0,
+            Reply::Enqueued { .. }
+        ));
     }
     let shared = q.shared().clone();
     let upto = q
