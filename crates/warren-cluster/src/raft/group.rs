@@ -218,6 +218,15 @@ fn config(group: GroupId, queue: bool, timers: Timers) -> Result<Config, Cluster
         // (`repair`).
         c.allow_log_reversion = Some(true);
     }
+    if timers == Timers::Alone {
+        // The only voter needs no heartbeats and no election timer: it
+        // stands once at start (`start_group`) and nobody can take its
+        // vote. Without the tick an idle group costs nothing; with it,
+        // every group woke every 50-100 ms (measured, debug build: 600
+        // idle queues made each further declare take 0.4 s).
+        c.enable_tick = false;
+        c.enable_heartbeat = false;
+    }
     if let Timers::Detector { down_after } = timers {
         // No tick: no heartbeats, no election timer, no wakeup while idle.
         c.enable_tick = false;
@@ -313,6 +322,15 @@ where
         if !raft.is_initialized().await.map_err(raft_err)? {
             let members = BTreeMap::from([(node_id, BasicNode::default())]);
             raft.initialize(members).await.map_err(raft_err)?;
+        }
+        // Initialising elects at once, and a restart restores a leader's
+        // committed vote; otherwise (no tick, see `config`) stand now.
+        let standing = raft
+            .wait(Some(Duration::from_millis(300)))
+            .current_leader(node_id, "leading after start")
+            .await;
+        if standing.is_err() {
+            raft.trigger().elect(false).await.map_err(raft_err)?;
         }
         wait_leading(&raft, node_id).await?;
         return Ok(GroupHandle {
