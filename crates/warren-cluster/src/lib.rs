@@ -93,7 +93,7 @@ pub use net::{
 };
 pub use node::{
     Bootstrap, ClusterConfig, ClusterStatus, DEFAULT_REBALANCE_EVERY, DEFAULT_REPLACE_AFTER,
-    FoundQueue, Node,
+    FoundQueue, Node, NodeChange,
 };
 pub use queue_group::QueueGroup;
 pub use warren_storage::GroupId;

@@ -70,6 +70,89 @@ async fn metadata_spans_the_nodes_and_followers_forward() -> anyhow::Result<()> 
     c.shutdown().await
 }
 
+/// What a broker following node 2 sees: a copy of the metadata taken when
+/// it began, then every change made (on any node) and every queue group
+/// arriving or leaving; the copy with the changes applied equals the node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_keeps_an_equal_copy_of_the_metadata_change_by_change() -> anyhow::Result<()> {
+    let c = Cluster::start().await?;
+    let leader = c.node(1).meta_leader().context("leader")?;
+    let watched = if leader == 2 { 3 } else { 2 };
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|n| *n != watched && *n != leader)
+        .context("a third node")?;
+    assert_eq!(
+        c.node(leader).meta_apply(declare_queue("before")).await?,
+        Ok(MetaReply::Created)
+    );
+    let w = c.node(watched).clone();
+    eventually("the watched node has applied it", || {
+        w.with_meta(|m| m.queue("/", "before").is_some())
+    })
+    .await?;
+    let (mut copy, groups, mut changes) = w.follow();
+    assert!(copy.queue("/", "before").is_some());
+    assert!(groups.is_empty());
+
+    for (n, name) in [(leader, "a"), (other, "b"), (watched, "c")] {
+        assert_eq!(
+            c.node(n).meta_apply(declare_queue(name)).await?,
+            Ok(MetaReply::Created)
+        );
+    }
+    c.node(other)
+        .meta_apply(MetaCommand::DeleteQueue {
+            vhost: "/".into(),
+            name: "a".into(),
+        })
+        .await??;
+    // Refused: applied everywhere all the same, changing nothing.
+    let refused = c
+        .node(other)
+        .meta_apply(MetaCommand::DeleteVhost {
+            name: "nope".into(),
+        })
+        .await?;
+    assert!(refused.is_err());
+    c.node(other)
+        .create_queue_on(GROUP, "/", "rq", QueueConfig::default(), &[1, 2, 3])
+        .await?;
+    let n = c.node(watched).clone();
+    eventually("the replica on the watched node", || {
+        n.queue(GROUP).is_some()
+    })
+    .await?;
+    n.delete_queue(GROUP).await?;
+
+    let mut seen = Vec::new();
+    eventually("every change told", || {
+        while let Ok(change) = changes.try_recv() {
+            match change {
+                NodeChange::Meta(cmd) => {
+                    let _ = copy.apply(cmd);
+                }
+                NodeChange::MetaReplaced(state) => copy = *state,
+                NodeChange::QueueHere(g) => seen.push(format!("here {g}")),
+                NodeChange::QueueGone { group, vhost, name } => {
+                    seen.push(format!("gone {group} {vhost} {name}"))
+                }
+            }
+        }
+        seen.len() == 2 && n.with_meta(|m| *m == copy)
+    })
+    .await?;
+    assert_eq!(
+        seen,
+        vec![format!("here {GROUP}"), format!("gone {GROUP} / rq")]
+    );
+    assert!(copy.queue("/", "a").is_none());
+    for q in ["before", "b", "c"] {
+        assert!(copy.queue("/", q).is_some(), "{q}");
+    }
+    c.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_queue_keeps_every_committed_enqueue_when_its_leader_stops() -> anyhow::Result<()>
 {

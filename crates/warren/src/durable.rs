@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
-use warren_amqp::broker::backend::{Applied, Backend, QueueLog, StoreError};
-use warren_cluster::{ClusterError, Node, QueueGroup};
+use warren_amqp::broker::backend::{
+    Applied, Backend, BackendChange, ChangeFeed, Following, QueueLog, StoreError,
+};
+use warren_cluster::{ClusterError, Node, NodeChange, QueueGroup};
 use warren_core::message::Message;
 use warren_core::meta::{DEFAULT_QUORUM_REPLICAS, MetaCommand, MetaError, MetaReply, MetaState};
 use warren_core::queue::{Command, Effect, QueueConfig, QueueState};
@@ -80,6 +82,33 @@ impl NodeBackend {
 
     pub fn node(&self) -> &Node {
         &self.node
+    }
+}
+
+/// The node's changes, as the broker reads them.
+struct NodeFeed {
+    node: Node,
+    changes: mpsc::UnboundedReceiver<NodeChange>,
+}
+
+impl ChangeFeed for NodeFeed {
+    fn next_change(&mut self) -> Option<BackendChange> {
+        loop {
+            return Some(match self.changes.try_recv().ok()? {
+                NodeChange::Meta(cmd) => BackendChange::Meta(cmd),
+                NodeChange::MetaReplaced(state) => BackendChange::MetaReplaced(state),
+                NodeChange::QueueHere(group) => match self.node.queue(group) {
+                    Some(q) => BackendChange::LogHere(Arc::new(GroupLog(q))),
+                    // Gone again already: its going is next in the feed.
+                    None => continue,
+                },
+                NodeChange::QueueGone { group, vhost, name } => BackendChange::LogGone {
+                    id: group,
+                    vhost,
+                    name,
+                },
+            });
+        }
     }
 }
 
@@ -187,6 +216,24 @@ impl Backend for NodeBackend {
 
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.node.clustered().then(|| self.node.changes())
+    }
+
+    fn follow(&self) -> Option<Following> {
+        if !self.node.clustered() {
+            return None;
+        }
+        let (meta, groups, changes) = self.node.follow();
+        Some(Following {
+            meta,
+            logs: groups
+                .into_iter()
+                .map(|q| Arc::new(GroupLog(q)) as Arc<dyn QueueLog>)
+                .collect(),
+            feed: Box::new(NodeFeed {
+                node: self.node.clone(),
+                changes,
+            }),
+        })
     }
 
     fn nodes_down(&self) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<u64>>> {

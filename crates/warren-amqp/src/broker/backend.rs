@@ -33,6 +33,40 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A change the backend made (in a cluster: committed on any node, or a
+/// queue log arriving on or leaving this node), in the order made; see
+/// [`Backend::follow`].
+pub enum BackendChange {
+    /// A committed metadata command, applied by the backend (whatever it
+    /// answered): the broker applies it to its copy too.
+    Meta(MetaCommand),
+    /// The metadata replaced as a whole.
+    MetaReplaced(Box<MetaState>),
+    /// A queue log is on this node now.
+    LogHere(Arc<dyn QueueLog>),
+    /// The queue log `id` of `vhost`/`name` left this node.
+    LogGone {
+        id: u64,
+        vhost: String,
+        name: String,
+    },
+}
+
+/// The changes the backend makes, read as they come.
+pub trait ChangeFeed: Send {
+    /// The next change made since the last one read, if any; never waits
+    /// (see [`Backend::changes`] for when to look).
+    fn next_change(&mut self) -> Option<BackendChange>;
+}
+
+/// What [`Backend::follow`] starts from: the metadata and the queue logs
+/// here now, and every change after them.
+pub struct Following {
+    pub meta: MetaState,
+    pub logs: Vec<Arc<dyn QueueLog>>,
+    pub feed: Box<dyn ChangeFeed>,
+}
+
 /// What a committed queue command answers.
 pub type Applied = Result<(Reply<u64>, Vec<Effect<u64>>), StoreError>;
 
@@ -123,10 +157,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// In a cluster: a counter that moves whenever the committed metadata
     /// does (changes made on any node) or a queue log appears on or leaves
-    /// this node; the broker then reads [`Self::meta`] and [`Self::queues`]
-    /// again. `None` for a node on its own, whose changes all come through
-    /// this broker.
+    /// this node; the broker then reads what [`Self::follow`] feeds it.
+    /// `None` for a node on its own, whose changes all come through this
+    /// broker.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// In a cluster: the committed metadata and the queue logs on this node
+    /// now, and a feed of every change to either from now on, so that the
+    /// broker keeps its copy change by change (a copy of the whole metadata
+    /// per change costs a cluster of 10 000 queues dearly). `None` for a
+    /// node on its own.
+    fn follow(&self) -> Option<Following> {
         None
     }
 

@@ -3,15 +3,16 @@
 //! behind, and reaching queues held by other nodes (reading a durable one
 //! here, taking messages they hand over).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 
 use warren_core::message::Message;
-use warren_core::meta::{MetaCommand, QueueDef};
+use warren_core::meta::{MetaCommand, MetaState, QueueDef};
 use warren_core::queue::{OwnerId, QueueConfig};
 
-use super::backend::Backend;
+use super::backend::{Backend, BackendChange, ChangeFeed, QueueLog};
 use super::queue::{DeleteIf, QueueHandle, QueueRequest};
-use super::{Broker, events, logs_by_queue, remote};
+use super::{Broker, MetaWrite, QueueKey, events, remote};
 use crate::error::{AmqpError, code};
 
 /// Follows the backend's changes (a cluster's metadata, this node's logs)
@@ -66,20 +67,136 @@ const REMOTE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// other nodes (see `Broker::attach`).
 const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// In a cluster: the broker's side of following the node's changes
+/// (guarded by `meta_serial`). Each change is applied as it comes — a
+/// metadata command to the broker's copy, a queue log arriving or leaving
+/// to `logs` — and the queues it touches are reconciled with their actors,
+/// one by one: declaring the 10 000th queue costs what the first did.
+#[derive(Default)]
+pub(super) struct Follow {
+    /// The backend's changes (`None`: not in a cluster).
+    feed: Option<Box<dyn ChangeFeed>>,
+    /// The queue logs on this node, by queue.
+    logs: BTreeMap<QueueKey, Arc<dyn QueueLog>>,
+    /// Queues whose actor may no longer fit their metadata or their log
+    /// here, left for [`Broker::sync_with_backend`].
+    dirty: BTreeSet<QueueKey>,
+    /// Every queue is (at first, and after the metadata was replaced).
+    all_dirty: bool,
+}
+
+impl Follow {
+    pub(super) fn new(
+        feed: Box<dyn ChangeFeed>,
+        logs: BTreeMap<QueueKey, Arc<dyn QueueLog>>,
+    ) -> Self {
+        Follow {
+            feed: Some(feed),
+            logs,
+            dirty: BTreeSet::new(),
+            all_dirty: true,
+        }
+    }
+}
+
+/// The queues `cmd` may create or remove, read from the metadata before it
+/// is applied.
+fn queues_touched(meta: &MetaState, cmd: &MetaCommand, into: &mut BTreeSet<QueueKey>) {
+    match cmd {
+        MetaCommand::DeclareQueue { vhost, def } => {
+            into.insert((vhost.clone(), def.name.clone()));
+        }
+        MetaCommand::DeleteQueue { vhost, name } => {
+            into.insert((vhost.clone(), name.clone()));
+        }
+        MetaCommand::DeleteVhost { name } => {
+            into.extend(meta.queues(name).map(|d| (name.clone(), d.name.clone())));
+        }
+        MetaCommand::DeleteExclusiveOf { connection } => {
+            for vhost in meta.vhosts() {
+                into.extend(
+                    meta.queues(vhost)
+                        .filter(|d| d.exclusive_owner == Some(*connection))
+                        .map(|d| (vhost.to_string(), d.name.clone())),
+                );
+            }
+        }
+        MetaCommand::AddVhost { .. }
+        | MetaCommand::PutUser { .. }
+        | MetaCommand::DeleteUser { .. }
+        | MetaCommand::SetPermissions { .. }
+        | MetaCommand::DeclareExchange { .. }
+        | MetaCommand::DeleteExchange { .. }
+        | MetaCommand::Bind { .. }
+        | MetaCommand::Unbind { .. } => {}
+    }
+}
+
 impl Broker {
+    /// In a cluster: takes in the changes the node made since the last
+    /// call (committed on any node): metadata commands are applied to the
+    /// copy here, queue logs arriving or leaving are noted, and the queues
+    /// they touch are marked for [`Self::sync_with_backend`]. Cheap when
+    /// nothing changed.
+    pub(super) fn absorb(&self, follow: &mut Follow) {
+        let Follow {
+            feed: Some(feed),
+            logs,
+            dirty,
+            all_dirty,
+        } = follow
+        else {
+            return;
+        };
+        let mut meta: Option<MetaWrite<'_>> = None;
+        while let Some(change) = feed.next_change() {
+            match change {
+                BackendChange::Meta(cmd) => {
+                    let m = meta.get_or_insert_with(|| self.meta_write());
+                    queues_touched(m, &cmd, dirty);
+                    // The node applied the same command to the same state:
+                    // the answer here is the one it got.
+                    let _ = m.apply(cmd);
+                }
+                BackendChange::MetaReplaced(state) => {
+                    **meta.get_or_insert_with(|| self.meta_write()) = *state;
+                    *all_dirty = true;
+                }
+                BackendChange::LogHere(log) => {
+                    let key = log.identity();
+                    logs.insert(key.clone(), log);
+                    dirty.insert(key);
+                }
+                BackendChange::LogGone { id, vhost, name } => {
+                    let key = (vhost, name);
+                    if logs.get(&key).is_some_and(|l| l.id() == id) {
+                        logs.remove(&key);
+                    }
+                    dirty.insert(key);
+                }
+            }
+        }
+    }
+
     /// In a cluster: brings this broker up to the committed metadata (made
     /// on any node) and the queue logs this node holds. Queues that
     /// appeared with a log here get an actor; queues that went have theirs
-    /// stopped (which deletes the log here).
+    /// stopped (which deletes the log here). Only the queues the changes
+    /// since the last call touched are looked at.
     async fn sync_with_backend(&self) {
         let Some(backend) = &self.backend else { return };
         let stopped: Vec<QueueHandle> = {
-            let _serial = self.meta_serial.lock().await;
-            let meta = backend.meta();
-            let mut logs = logs_by_queue(backend.as_ref());
+            let mut follow = self.meta_serial.lock().await;
+            self.absorb(&mut follow);
+            let all = std::mem::take(&mut follow.all_dirty);
+            let dirty = std::mem::take(&mut follow.dirty);
+            if !all && dirty.is_empty() {
+                return;
+            }
+            let meta = self.meta.read();
+            let mut queues = self.queues.write();
             let mut stopped = Vec::new();
-            {
-                let mut queues = self.queues.write();
+            if all {
                 queues.retain(|(vhost, name), h| {
                     let keep = meta.queue(vhost, name).is_some();
                     if !keep {
@@ -90,66 +207,26 @@ impl Broker {
                 for vhost in meta.vhosts() {
                     for def in meta.queues(vhost) {
                         let key = (vhost.to_string(), def.name.clone());
-                        let proxy = match queues.get(&key) {
-                            Some(h)
-                                if !h.is_remote()
-                                    && self.clustered()
-                                    && self.logged(def)
-                                    && !logs.contains_key(&key) =>
-                            {
-                                // Its log left this node (a reader that
-                                // did not join after all): a proxy again.
-                                tracing::info!(%vhost, queue = %def.name, "the queue's log left this node: a proxy takes its actor's place");
-                                let h = self.replica_proxy(backend, vhost, &def.name);
-                                if let Some(old) = queues.insert(key, h.clone()) {
-                                    old.send_now(QueueRequest::Handover { to: h });
-                                }
-                                continue;
-                            }
-                            Some(h) if !h.is_remote() => continue,
-                            Some(_) => true,
-                            None => false,
-                        };
-                        if let Some(owner) = def.exclusive_owner {
-                            let node = OwnerId(owner).node();
-                            if node != self.config.node_id && !proxy {
-                                let h = remote::spawn(
-                                    backend.clone(),
-                                    remote::Holder::Node(node),
-                                    vhost,
-                                    &def.name,
-                                    self.config.queue_mailbox,
-                                );
-                                queues.insert(key, h);
-                            }
-                            continue;
-                        }
-                        if !self.logged(def) {
-                            // Not in a cluster: a transient queue's actor
-                            // is here already.
-                            continue;
-                        }
-                        if let Some(log) = logs.remove(&key) {
-                            // The log is here (a replica, or this node
-                            // reads it): an actor, in place of the proxy.
-                            let config =
-                                QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
-                            let h = self.spawn_queue_with(vhost, def, config, Some(log));
-                            if let Some(old) = queues.insert(key, h) {
-                                stopped.push(old);
-                            }
-                        } else if !proxy && self.clustered() {
-                            // Held by other nodes only: publishes are handed
-                            // to one of them.
-                            let h = self.replica_proxy(backend, vhost, &def.name);
-                            queues.insert(key, h);
-                        }
+                        self.reconcile(
+                            backend,
+                            &follow.logs,
+                            &mut queues,
+                            key,
+                            Some(def),
+                            &mut stopped,
+                        );
                     }
                 }
+            } else {
+                for key in dirty {
+                    let def = meta.queue(&key.0, &key.1);
+                    self.reconcile(backend, &follow.logs, &mut queues, key, def, &mut stopped);
+                }
             }
-            *self.meta_write() = meta;
             stopped
         };
+        // Routes cached under the old actors are stale.
+        self.topology_changed();
         for h in stopped {
             // Out of the registry: the actor only stops and deletes its log
             // here (the queue went on another node); a proxy just stops.
@@ -158,6 +235,79 @@ impl Broker {
                 cond: DeleteIf::default(),
                 reply,
             });
+        }
+    }
+
+    /// Fits the actor of the queue `key` to its definition (`None`: the
+    /// queue is gone) and to whether its log is here: an actor on the log
+    /// here, a proxy where it is held elsewhere, a handle on the owner node
+    /// for another node's exclusive queue. Actors taken out go to `stopped`.
+    fn reconcile(
+        &self,
+        backend: &Arc<dyn Backend>,
+        logs: &BTreeMap<QueueKey, Arc<dyn QueueLog>>,
+        queues: &mut BTreeMap<QueueKey, QueueHandle>,
+        key: QueueKey,
+        def: Option<&QueueDef>,
+        stopped: &mut Vec<QueueHandle>,
+    ) {
+        let Some(def) = def else {
+            if let Some(h) = queues.remove(&key) {
+                stopped.push(h);
+            }
+            return;
+        };
+        let vhost = key.0.as_str();
+        let proxy = match queues.get(&key) {
+            Some(h)
+                if !h.is_remote()
+                    && self.clustered()
+                    && self.logged(def)
+                    && !logs.contains_key(&key) =>
+            {
+                // Its log left this node (a reader that did not join after
+                // all): a proxy again.
+                tracing::info!(%vhost, queue = %def.name, "the queue's log left this node: a proxy takes its actor's place");
+                let h = self.replica_proxy(backend, vhost, &def.name);
+                if let Some(old) = queues.insert(key, h.clone()) {
+                    old.send_now(QueueRequest::Handover { to: h });
+                }
+                return;
+            }
+            Some(h) if !h.is_remote() => return,
+            Some(_) => true,
+            None => false,
+        };
+        if let Some(owner) = def.exclusive_owner {
+            let node = OwnerId(owner).node();
+            if node != self.config.node_id && !proxy {
+                let h = remote::spawn(
+                    backend.clone(),
+                    remote::Holder::Node(node),
+                    vhost,
+                    &def.name,
+                    self.config.queue_mailbox,
+                );
+                queues.insert(key, h);
+            }
+            return;
+        }
+        if !self.logged(def) {
+            // Not in a cluster: a transient queue's actor is here already.
+            return;
+        }
+        if let Some(log) = logs.get(&key) {
+            // The log is here (a replica, or this node reads it): an
+            // actor, in place of the proxy.
+            let config = QueueConfig::from_arguments(&def.arguments).unwrap_or_default();
+            let h = self.spawn_queue_with(vhost, def, config, Some(log.clone()));
+            if let Some(old) = queues.insert(key, h) {
+                stopped.push(old);
+            }
+        } else if !proxy && self.clustered() {
+            // Held by other nodes only: publishes are handed to one of them.
+            let h = self.replica_proxy(backend, vhost, &def.name);
+            queues.insert(key, h);
         }
     }
 

@@ -86,8 +86,9 @@ pub struct Broker {
     topology: AtomicU64,
     /// Where metadata and durable queues are kept (`None`: memory only).
     backend: Option<Arc<dyn Backend>>,
-    /// Serialises metadata changes (see the module doc).
-    meta_serial: tokio::sync::Mutex<()>,
+    /// Serialises metadata changes (see the module doc), and holds what
+    /// following a cluster's changes needs (see `cluster::Follow`).
+    meta_serial: tokio::sync::Mutex<cluster::Follow>,
     /// The backend is a cluster: other nodes change the metadata too.
     clustered: bool,
     me: Weak<Broker>,
@@ -129,12 +130,16 @@ pub struct Declared {
 impl Broker {
     /// A broker over the given metadata; starts an actor for each queue in it.
     pub fn new(meta: MetaState, config: ServerConfig) -> Arc<Broker> {
-        let broker = Self::empty(config, None);
+        let broker = Self::empty(config, None, cluster::Follow::default());
         broker.install(meta);
         broker
     }
 
-    fn empty(config: ServerConfig, backend: Option<Arc<dyn Backend>>) -> Arc<Broker> {
+    fn empty(
+        config: ServerConfig,
+        backend: Option<Arc<dyn Backend>>,
+        follow: cluster::Follow,
+    ) -> Arc<Broker> {
         let watermark = config.memory_high_watermark;
         // Owner ids (connections, channels) start past any a previous run
         // could have left in a durable queue's state, and carry the node.
@@ -154,7 +159,7 @@ impl Broker {
             topology: AtomicU64::new(1),
             clustered: backend.as_ref().is_some_and(|b| b.changes().is_some()),
             backend,
-            meta_serial: tokio::sync::Mutex::new(()),
+            meta_serial: tokio::sync::Mutex::new(follow),
             me: me.clone(),
         })
     }
@@ -210,9 +215,22 @@ impl Broker {
             // An exchange already removed by a cascade answers 404: fine.
             let _ = backend.meta_apply(cmd).await.map_err(store_error)?;
         }
-        let meta = backend.meta();
-        let mut logs = logs_by_queue(backend.as_ref());
-        let broker = Self::empty(config, Some(backend.clone()));
+        // In a cluster the broker follows the node's changes from here on
+        // (see `cluster::Follow`).
+        let (meta, mut logs, following) = match backend.follow().filter(|_| clustered) {
+            Some(f) => {
+                let logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> =
+                    f.logs.into_iter().map(|l| (l.identity(), l)).collect();
+                let follow = cluster::Follow::new(f.feed, logs.clone());
+                (f.meta, logs, follow)
+            }
+            None => (
+                backend.meta(),
+                logs_by_queue(backend.as_ref()),
+                cluster::Follow::default(),
+            ),
+        };
+        let broker = Self::empty(config, Some(backend.clone()), following);
         {
             let mut queues = Vec::new();
             for vhost in meta.vhosts() {
@@ -272,14 +290,16 @@ impl Broker {
         let Some(backend) = &self.backend else {
             return Ok(self.meta_write().apply(cmd)?);
         };
-        let _serial = self.meta_serial.lock().await;
-        self.commit_serialised(backend, cmd).await
+        let mut serial = self.meta_serial.lock().await;
+        self.commit_serialised(backend, &mut serial, cmd).await
     }
 
-    /// [`Self::commit`] with `meta_serial` already held.
+    /// [`Self::commit`] with `meta_serial` already held (`follow` is what
+    /// it guards).
     async fn commit_serialised(
         &self,
         backend: &Arc<dyn Backend>,
+        follow: &mut cluster::Follow,
         cmd: MetaCommand,
     ) -> Result<MetaReply, AmqpError> {
         // Redeclaring what exists changes nothing: answer it here, with no
@@ -299,8 +319,10 @@ impl Broker {
         }
         let decided = backend.meta_apply(cmd.clone()).await.map_err(store_error)?;
         if self.clustered() {
-            // Other nodes change it too: the committed state is the copy.
-            *self.meta_write() = backend.meta();
+            // Other nodes change it too: the copy here follows the node's
+            // feed, which holds this change by now (queues it makes or
+            // removes are seen to by `follow`, once this change is done).
+            self.absorb(follow);
             return Ok(decided?);
         }
         let here = self.meta_write().apply(cmd);

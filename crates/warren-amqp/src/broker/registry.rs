@@ -46,8 +46,8 @@ impl Broker {
                 }
             }
             Some(backend) => {
-                let serial = self.meta_serial.lock().await;
-                let reply = self.commit_serialised(backend, cmd).await?;
+                let mut serial = self.meta_serial.lock().await;
+                let reply = self.commit_serialised(backend, &mut serial, cmd).await?;
                 let existing = self.queues.read().get(&key).cloned();
                 match (reply, existing) {
                     (MetaReply::Existed, Some(h)) if h.is_remote() && self.logged(&def) => {
@@ -75,7 +75,8 @@ impl Broker {
                                         vhost: vhost.to_string(),
                                         name: name.clone(),
                                     };
-                                    let _ = self.commit_serialised(backend, undo).await;
+                                    let _ =
+                                        self.commit_serialised(backend, &mut serial, undo).await;
                                     return Err(store_error(e));
                                 }
                             }
@@ -191,10 +192,10 @@ impl Broker {
                 m.apply(cmd).ok()
             }
             Some(backend) => {
-                let _serial = self.meta_serial.lock().await;
+                let mut serial = self.meta_serial.lock().await;
                 let registered = self.queues.read().get(&key).is_some_and(|h| h.same(handle));
                 if registered {
-                    let reply = self.commit_serialised(backend, cmd).await;
+                    let reply = self.commit_serialised(backend, &mut serial, cmd).await;
                     if reply.is_ok() {
                         self.queues.write().remove(&key);
                     }

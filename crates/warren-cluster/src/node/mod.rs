@@ -56,6 +56,25 @@ use crate::raft::{
 pub use bootstrap::Bootstrap;
 pub use reader::FoundQueue;
 
+/// A change made on this node, in the order made, for a follower (see
+/// [`Node::follow`]): applying the `Meta` commands to a copy of the
+/// metadata taken when following began keeps it equal to the node's.
+#[derive(Debug, Clone)]
+pub enum NodeChange {
+    /// A committed metadata command, applied here (whatever it answered).
+    Meta(MetaCommand),
+    /// The metadata replaced as a whole (a snapshot from the leader).
+    MetaReplaced(Box<MetaState>),
+    /// A queue group started on this node (a replica, or a reader).
+    QueueHere(GroupId),
+    /// The queue group `group` of `vhost`/`name` left this node.
+    QueueGone {
+        group: GroupId,
+        vhost: String,
+        name: String,
+    },
+}
+
 /// One Warren node: its store and its running groups. Clones share the node.
 pub struct Node<S: LogStore = RocksStore> {
     inner: Arc<Inner<S>>,
@@ -191,6 +210,12 @@ impl<S: LogStore> Inner<S> {
 
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The queue group `group` started here: followers are told.
+    fn queue_here(&self, group: GroupId) {
+        self.meta_core.lock().notify(NodeChange::QueueHere(group));
+        self.changed();
     }
 }
 
@@ -515,6 +540,25 @@ impl<S: LogStore> Node<S> {
         self.inner.meta_core.lock().state.clone()
     }
 
+    /// A copy of the applied metadata and the queue groups running here,
+    /// then every change to either, in the order made here: for a broker
+    /// that keeps its own copy and follows it change by change rather than
+    /// copying the whole metadata again each time.
+    pub fn follow(
+        &self,
+    ) -> (
+        MetaState,
+        Vec<QueueGroup<S>>,
+        tokio::sync::mpsc::UnboundedReceiver<NodeChange>,
+    ) {
+        // Following first, listing second: a group that starts or stops in
+        // between is both listed and told of (or neither and then told),
+        // which the follower takes the same way.
+        let (state, changes) = self.inner.meta_core.lock().follow();
+        let groups = self.inner.queues.lock().values().cloned().collect();
+        (state, groups, changes)
+    }
+
     /// Reads the applied metadata without copying it.
     pub fn with_meta<R>(&self, f: impl FnOnce(&MetaState) -> R) -> R {
         f(&self.inner.meta_core.lock().state)
@@ -582,7 +626,7 @@ impl<S: LogStore> Node<S> {
             return Err(e);
         }
         self.inner.queues.lock().insert(group, q.clone());
-        self.inner.changed();
+        self.inner.queue_here(group);
         Ok(q)
     }
 
@@ -677,7 +721,7 @@ impl<S: LogStore> Node<S> {
         )
         .await?;
         self.inner.queues.lock().insert(group, q);
-        self.inner.changed();
+        self.inner.queue_here(group);
         Ok(true)
     }
 
@@ -698,6 +742,13 @@ impl<S: LogStore> Node<S> {
             .lock()
             .remove(&group)
             .ok_or(ClusterError::NoSuchGroup(group))?;
+        let (vhost, name) = q.identity();
+        let gone = NodeChange::QueueGone {
+            group,
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        };
+        self.inner.meta_core.lock().notify(gone);
         self.inner.changed();
         q.shutdown().await?;
         self.inner.store.delete_group(group).await?;

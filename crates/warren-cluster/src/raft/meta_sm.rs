@@ -21,6 +21,7 @@ use warren_storage::{GroupId, LogStore};
 use super::codec::check_version;
 use super::snapshot::{PreparedSnapshot, load, meta_for, save};
 use super::{Response, TypeConfig, io_err};
+use crate::NodeChange;
 use crate::convert::{FromProto, IntoProto};
 use crate::meta_snapshot::{rebuild, to_commands};
 
@@ -31,6 +32,42 @@ pub(crate) struct MetaCore {
     pub(crate) state: MetaState,
     applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
+    /// Told of every change as it is made here (see [`crate::NodeChange`]);
+    /// those that went away are dropped at the next change.
+    followers: Vec<tokio::sync::mpsc::UnboundedSender<NodeChange>>,
+}
+
+impl MetaCore {
+    fn fresh(
+        state: MetaState,
+        applied: Option<LogIdOf<C>>,
+        membership: StoredMembershipOf<C>,
+    ) -> Self {
+        MetaCore {
+            state,
+            applied,
+            membership,
+            followers: Vec::new(),
+        }
+    }
+
+    /// A copy of the state now, and every change from now on.
+    pub(crate) fn follow(
+        &mut self,
+    ) -> (MetaState, tokio::sync::mpsc::UnboundedReceiver<NodeChange>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.followers.push(tx);
+        (self.state.clone(), rx)
+    }
+
+    /// Tells every follower of `change`.
+    pub(crate) fn notify(&mut self, change: NodeChange) {
+        self.followers.retain(|f| f.send(change.clone()).is_ok());
+    }
+
+    fn followed(&self) -> bool {
+        !self.followers.is_empty()
+    }
 }
 
 /// The metadata state machine for openraft; `core` is shared with the node.
@@ -46,16 +83,14 @@ impl<S: LogStore> MetaMachine<S> {
     /// committed entries after the snapshot.
     pub(crate) fn open(store: S, group: GroupId) -> Result<Self, io::Error> {
         let core = match load(&store, group)? {
-            Some((meta, data)) => MetaCore {
-                state: decode_state(data)?,
-                applied: meta.last_log_id,
-                membership: meta.last_membership,
-            },
-            None => MetaCore {
-                state: MetaState::with_defaults(),
-                applied: None,
-                membership: StoredMembershipOf::<C>::default(),
-            },
+            Some((meta, data)) => {
+                MetaCore::fresh(decode_state(data)?, meta.last_log_id, meta.last_membership)
+            }
+            None => MetaCore::fresh(
+                MetaState::with_defaults(),
+                None,
+                StoredMembershipOf::<C>::default(),
+            ),
         };
         Ok(MetaMachine {
             store,
@@ -88,14 +123,19 @@ fn decode_state(data: Bytes) -> Result<MetaState, io::Error> {
     rebuild(cmds).map_err(io_err)
 }
 
-/// Decodes a proposal and applies it; the encoded `MetaResult`.
-fn apply_proposal(state: &mut MetaState, data: Bytes) -> Result<Response, io::Error> {
+/// Decodes a proposal and applies it (its followers are told); the
+/// encoded `MetaResult`.
+fn apply_proposal(core: &mut MetaCore, data: Bytes) -> Result<Response, io::Error> {
     let p = pb::Proposal::decode(data).map_err(io_err)?;
     let Some(pb::proposal::Command::Meta(cmd)) = p.command else {
         return Err(io_err("metadata group: entry is not a metadata command"));
     };
     let cmd = MetaCommand::from_proto(cmd).map_err(io_err)?;
-    let result: pb::MetaResult = state.apply(cmd).into_proto();
+    let told = core.followed().then(|| cmd.clone());
+    let result: pb::MetaResult = core.state.apply(cmd).into_proto();
+    if let Some(cmd) = told {
+        core.notify(NodeChange::Meta(cmd));
+    }
     Ok(Response(result.encode_to_vec().into()))
 }
 
@@ -125,7 +165,7 @@ impl<S: LogStore> RaftStateMachine<C> for MetaMachine<S> {
                         core.membership = StoredMembershipOf::<C>::new(Some(entry.log_id), m);
                         Response(Bytes::new())
                     }
-                    EntryPayload::Normal(req) => apply_proposal(&mut core.state, req.0)?,
+                    EntryPayload::Normal(req) => apply_proposal(&mut core, req.0)?,
                 }
             };
             if let Some(r) = responder {
@@ -153,6 +193,9 @@ impl<S: LogStore> RaftStateMachine<C> for MetaMachine<S> {
         let state = decode_state(snapshot.clone())?;
         save(&self.store, self.group, meta, snapshot).await?;
         let mut core = self.core.lock();
+        if core.followed() {
+            core.notify(NodeChange::MetaReplaced(Box::new(state.clone())));
+        }
         core.state = state;
         core.applied = meta.last_log_id;
         core.membership = meta.last_membership.clone();

@@ -12,7 +12,7 @@ pub use anyhow::{Context, bail};
 pub use bytes::Bytes;
 pub use tempfile::TempDir;
 pub use tokio::net::TcpListener;
-pub use warren_cluster::{Bootstrap, ClusterConfig, Node, QueueGroup};
+pub use warren_cluster::{Bootstrap, ClusterConfig, Node, NodeChange, QueueGroup};
 pub use warren_core::message::Message;
 pub use warren_core::meta::{MetaCommand, MetaReply, QueueDef};
 pub use warren_core::queue::{Command, QueueConfig, Reply};
