@@ -64,9 +64,14 @@ impl Default for RocksOptions {
             max_batch_requests: 4096,
             max_batch_bytes: 32 << 20,
             reclaim_interval: Duration::from_secs(2),
-            write_buffer_size: 32 << 20,
-            memtable_budget: 96 << 20,
-            block_cache: 32 << 20,
+            // Halved and quartered from 32 / 96 / 32 MiB (measured, release,
+            // one node: a backlog of 1M persistent 1 KiB messages ends at
+            // 260-276 MB of RSS instead of 300-333, row C 33-37k msg/s
+            // against 33k, publishing the backlog 40-47k msg/s against
+            // 40-46k; BENCHMARKS.md, "Smaller RocksDB budgets").
+            write_buffer_size: 16 << 20,
+            memtable_budget: 48 << 20,
+            block_cache: 8 << 20,
             max_total_wal_size: 256 << 20,
         }
     }
