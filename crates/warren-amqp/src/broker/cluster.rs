@@ -188,40 +188,26 @@ impl Broker {
         let stopped: Vec<QueueHandle> = {
             let mut follow = self.meta_serial.lock().await;
             self.absorb(&mut follow);
-            let all = std::mem::take(&mut follow.all_dirty);
-            let dirty = std::mem::take(&mut follow.dirty);
-            if !all && dirty.is_empty() {
-                return;
-            }
+            let mut dirty = std::mem::take(&mut follow.dirty);
             let meta = self.meta.read();
             let mut queues = self.queues.write();
-            let mut stopped = Vec::new();
-            if all {
-                queues.retain(|(vhost, name), h| {
-                    let keep = meta.queue(vhost, name).is_some();
-                    if !keep {
-                        stopped.push(h.clone());
-                    }
-                    keep
-                });
+            if std::mem::take(&mut follow.all_dirty) {
+                // Every queue in the registry or in the metadata.
+                dirty.extend(queues.keys().cloned());
                 for vhost in meta.vhosts() {
-                    for def in meta.queues(vhost) {
-                        let key = (vhost.to_string(), def.name.clone());
-                        self.reconcile(
-                            backend,
-                            &follow.logs,
-                            &mut queues,
-                            key,
-                            Some(def),
-                            &mut stopped,
-                        );
-                    }
+                    dirty.extend(
+                        meta.queues(vhost)
+                            .map(|d| (vhost.to_string(), d.name.clone())),
+                    );
                 }
-            } else {
-                for key in dirty {
-                    let def = meta.queue(&key.0, &key.1);
-                    self.reconcile(backend, &follow.logs, &mut queues, key, def, &mut stopped);
-                }
+            }
+            if dirty.is_empty() {
+                return;
+            }
+            let mut stopped = Vec::new();
+            for key in dirty {
+                let def = meta.queue(&key.0, &key.1);
+                self.reconcile(backend, &follow.logs, &mut queues, key, def, &mut stopped);
             }
             stopped
         };

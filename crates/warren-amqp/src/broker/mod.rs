@@ -217,7 +217,7 @@ impl Broker {
         }
         // In a cluster the broker follows the node's changes from here on
         // (see `cluster::Follow`).
-        let (meta, mut logs, following) = match backend.follow().filter(|_| clustered) {
+        let (meta, mut logs, following) = match backend.follow() {
             Some(f) => {
                 let logs: BTreeMap<QueueKey, Arc<dyn QueueLog>> =
                     f.logs.into_iter().map(|l| (l.identity(), l)).collect();

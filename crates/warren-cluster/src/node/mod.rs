@@ -217,6 +217,17 @@ impl<S: LogStore> Inner<S> {
         self.meta_core.lock().notify(NodeChange::QueueHere(group));
         self.changed();
     }
+
+    /// The queue group `q` left this node: followers are told.
+    fn queue_gone(&self, q: &QueueGroup<S>) {
+        let (vhost, name) = q.identity();
+        self.meta_core.lock().notify(NodeChange::QueueGone {
+            group: q.group(),
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        });
+        self.changed();
+    }
 }
 
 /// Bumps the node's change counter whenever the applied metadata moves
@@ -742,14 +753,7 @@ impl<S: LogStore> Node<S> {
             .lock()
             .remove(&group)
             .ok_or(ClusterError::NoSuchGroup(group))?;
-        let (vhost, name) = q.identity();
-        let gone = NodeChange::QueueGone {
-            group,
-            vhost: vhost.to_owned(),
-            name: name.to_owned(),
-        };
-        self.inner.meta_core.lock().notify(gone);
-        self.inner.changed();
+        self.inner.queue_gone(&q);
         q.shutdown().await?;
         self.inner.store.delete_group(group).await?;
         Ok(())
